@@ -1,0 +1,68 @@
+"""What every converter shares: strict consumption of source tensors and a one-line-error CLI."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Mapping
+
+import numpy as np
+
+from converters.torch_reader import CheckpointFormatError, load_torch_file
+
+
+class ConversionError(Exception):
+  """The source file is readable but does not hold the expected network. One line."""
+
+
+class TensorTable:
+  """A source state dict that hands out each tensor once and checks that all were used.
+
+  Converters call :meth:`take` for every parameter of the target model (with the shape they
+  expect) and :meth:`finish` at the end, so a converted tree can neither be missing a parameter
+  nor silently drop one from the source.
+  """
+
+  def __init__(self, state: Mapping[str, np.ndarray], source: str, ignore: Callable[[str], bool] = None):
+    self.state = dict(state)
+    self.source = source
+    self.used: set[str] = set()
+    self.ignore = ignore or (lambda key: False)
+
+  def has(self, key: str) -> bool:
+    return key in self.state
+
+  def take(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    if key not in self.state:
+      raise ConversionError(f"{self.source}: tensor '{key}' is missing")
+    value = np.asarray(self.state[key])
+    if shape is not None and tuple(value.shape) != tuple(shape):
+      raise ConversionError(
+          f"{self.source}: tensor '{key}' has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    self.used.add(key)
+    return value.astype(np.float32) if value.dtype.kind == "f" else value
+
+  def finish(self) -> None:
+    left = sorted(k for k in self.state if k not in self.used and not self.ignore(k))
+    if left:
+      more = f" (+{len(left) - 5} more)" if len(left) > 5 else ""
+      raise ConversionError(
+          f"{self.source}: {len(left)} tensors were not used by the conversion: {left[:5]}{more}")
+
+
+def read_source(path: str) -> object:
+  """Reads a torch file for conversion (errors are one-line and name the file)."""
+  return load_torch_file(path)
+
+
+def run_cli(convert: Callable[[], None]) -> None:
+  """Runs ``convert``; any expected failure becomes ``error: <one line>`` and exit status 1."""
+  from absl import logging
+
+  from sair_jax.checkpoint import CheckpointError
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+  try:
+    convert()
+  except (FileNotFoundError, IsADirectoryError, PermissionError, CheckpointFormatError,
+          ConversionError, CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)

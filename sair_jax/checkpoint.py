@@ -1,0 +1,109 @@
+"""Converted checkpoints on disk: an orbax parameter tree plus a ``meta.json``.
+
+Layout of a converted checkpoint directory ``DST``::
+
+    DST/meta.json   {"kind": "stylegan2", "format": 1, ...architecture...}
+    DST/params/     orbax StandardCheckpointer tree (nested dicts of float32 arrays)
+
+Every network's ``load(dst)`` goes through :func:`load`, which turns every way a checkpoint can
+be missing or damaged into a one-line :class:`CheckpointError` naming the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+  """A converted checkpoint is missing, of the wrong kind, or damaged. One line, names the path."""
+
+
+def save(dst: str | os.PathLike, params: Any, meta: dict, kind: str) -> None:
+  """Writes ``params`` (a pytree of arrays) and ``meta`` to ``dst``, replacing what is there.
+
+  The tree is written to a temporary sibling and renamed into place, so an interrupted
+  conversion never leaves a half-written checkpoint under ``dst``.
+  """
+  import orbax.checkpoint as ocp  # imported lazily: only conversion and loading need it
+
+  dst = os.path.abspath(os.fspath(dst))
+  tmp = dst + ".partial"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  params = jax.tree_util.tree_map(lambda a: np.asarray(a), params)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(tmp, "params"), params)
+    ckptr.wait_until_finished()
+  with open(os.path.join(tmp, "meta.json"), "w") as f:
+    json.dump({"kind": kind, "format": FORMAT_VERSION, **meta}, f, indent=1, sort_keys=True)
+  shutil.rmtree(dst, ignore_errors=True)
+  os.replace(tmp, dst)
+
+
+def read_meta(dst: str | os.PathLike, kind: str) -> dict:
+  """Reads and checks ``dst/meta.json`` for a checkpoint of ``kind``."""
+  dst = os.fspath(dst)
+  meta_path = os.path.join(dst, "meta.json")
+  if not os.path.isdir(dst):
+    raise CheckpointError(f"{dst}: checkpoint directory does not exist")
+  if not os.path.isfile(meta_path):
+    raise CheckpointError(f"{dst}: not a converted checkpoint (no meta.json); "
+                          "run the converter first")
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{meta_path}: unreadable ({e})") from None
+  if meta.get("kind") != kind:
+    raise CheckpointError(f"{dst}: holds a '{meta.get('kind')}' checkpoint, expected '{kind}'")
+  if meta.get("format") != FORMAT_VERSION:
+    raise CheckpointError(f"{dst}: checkpoint format {meta.get('format')} is not "
+                          f"{FORMAT_VERSION}; convert it again")
+  return meta
+
+
+def load(dst: str | os.PathLike, kind: str) -> tuple[Any, dict]:
+  """Returns ``(params, meta)`` of the converted checkpoint ``dst`` (numpy arrays)."""
+  import orbax.checkpoint as ocp
+
+  meta = read_meta(dst, kind)
+  params_dir = os.path.join(os.path.abspath(os.fspath(dst)), "params")
+  if not os.path.isdir(params_dir):
+    raise CheckpointError(f"{dst}: parameter tree 'params/' is missing")
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      params = ckptr.restore(params_dir)
+  except Exception as e:  # orbax raises many types; all mean the same thing to the user
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise CheckpointError(f"{dst}: parameter tree is unreadable ({msg})") from None
+  params = jax.tree_util.tree_map(np.asarray, params)
+  return params, meta
+
+
+def check_shapes(dst: str, params: Any, expected: Any) -> None:
+  """Refuses a parameter tree whose structure or shapes differ from ``expected`` (shape tree)."""
+  got = {jax.tree_util.keystr(k): tuple(np.shape(v))
+         for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  want = {jax.tree_util.keystr(k): tuple(v)
+          for k, v in jax.tree_util.tree_leaves_with_path(
+              expected, is_leaf=lambda x: isinstance(x, tuple))}
+  missing = sorted(set(want) - set(got))
+  extra = sorted(set(got) - set(want))
+  wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+  if missing or extra or wrong:
+    parts = []
+    if missing:
+      parts.append(f"missing {missing[:3]}")
+    if extra:
+      parts.append(f"unexpected {extra[:3]}")
+    if wrong:
+      parts.append(f"wrong shape {[(k, got[k], want[k]) for k in wrong[:3]]}")
+    raise CheckpointError(f"{dst}: parameters do not match the architecture: " + "; ".join(parts))

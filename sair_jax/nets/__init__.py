@@ -1,0 +1,1 @@
+"""Pretrained networks SAIR uses, as Flax modules with loaders for converted checkpoints."""

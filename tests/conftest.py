@@ -1,0 +1,24 @@
+"""Shared test helpers: fixture paths. Tests run on the CPU."""
+
+import os
+import pathlib
+
+import pytest
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def fixture(name: str) -> pathlib.Path:
+  """Path of a committed test fixture (copied from ../shared/fixtures)."""
+  path = FIXTURES / name
+  assert path.exists(), f"committed fixture {path} is missing"
+  return path
+
+
+def shared(relpath: str) -> pathlib.Path:
+  """Path of a file under ../shared, skipping the test when it is absent."""
+  path = SHARED / relpath
+  if not path.exists():
+    pytest.skip(f"{path} not available")
+  return path
