@@ -3,6 +3,7 @@
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -22,3 +23,9 @@ def shared(relpath: str) -> pathlib.Path:
   if not path.exists():
     pytest.skip(f"{path} not available")
   return path
+
+
+def rel_err(got, want) -> float:
+  """The golden tests' error measure: max |got - want| / max |want| (float64)."""
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))

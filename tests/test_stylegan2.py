@@ -9,20 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture
+from conftest import fixture, rel_err
 from converters import stylegan2 as sg2_converter
 from sair_jax import checkpoint
 from sair_jax.nets import stylegan2
-from sg2_layouts import official_config_f_shapes, random_state
+from layouts import official_layout, random_state_dict
 
 # float32 through ~15 convolutions: observed errors are ~1e-6; 1e-4 leaves room for other
 # BLAS/conv algorithms while still catching any layout, scale or alignment mistake (those are O(1)).
 RTOL = 1e-4
-
-
-def rel_err(got, want):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  return np.max(np.abs(got - want)) / np.max(np.abs(want))
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +139,8 @@ def test_other_shapes_are_read_from_the_checkpoint(tmp_path, res, w_dim, n_mlp, 
 
 @pytest.mark.slow
 def test_full_config_f_layout_forward_and_grad(tmp_path):
-  shapes = official_config_f_shapes()
-  ckpt = {"g_ema": random_state(shapes), "latent_avg": np.zeros(512, np.float32)}
+  ckpt = {"g_ema": random_state_dict(official_layout("stylegan2_ffhq_config_f"), seed=0),
+          "latent_avg": np.zeros(512, np.float32)}
   arch, params, buffers, w_avg = sg2_converter.convert(ckpt, "config-f layout")
   assert (arch.resolution, arch.w_dim, arch.n_mlp, arch.n_latent) == (1024, 512, 8, 18)
   assert arch.channels == (512, 512, 512, 512, 512, 256, 128, 64, 32)
