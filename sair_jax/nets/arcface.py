@@ -1,0 +1,190 @@
+"""ArcFace identity network: insightface arcface_torch's IResNet as a Flax module.
+
+The network maps an aligned face [B, 112, 112, 3] (normalised by the caller, see
+:func:`preprocess`) to raw identity features [B, D] (no L2 normalisation; SAIR compares them
+by cosine). Layout, following arcface_torch's ``iresnet.py``::
+
+    conv1 3x3 s1 -> bn1 -> prelu
+    layer1..layer4: IBasicBlock x n_i, the first of each with stride 2 and a 1x1 projection
+    bn2 -> (dropout: identity at inference) -> flatten -> fc -> features (BatchNorm1d)
+
+    IBasicBlock: bn1 -> conv1 3x3 -> bn2 -> prelu -> conv2 3x3 stride s -> bn3, + shortcut
+    (shortcut = downsample: conv 1x1 stride s -> BN, when the stride or width changes)
+
+Parameter names follow the torch module names with '.' replaced by '_' (``layer2_0/bn3``,
+``layer1_0/downsample_0``), so ``converters/arcface.py`` is a plain name table. The depth
+(blocks per stage), widths and embedding size come from the checkpoint, via ``meta``.
+
+Usage::
+
+    A = arcface.load("checkpoints/arcface-r50")
+    feats = A.embed(images)                        # [B, 112, 112, 3] normalised -> [B, D]
+    feats = A.embed_faces(faces, variant="official")  # [B, H, W, 3] in [0, 1] -> [B, D]
+    arcface.apply(A.params, A.meta, images)        # the same, pure, for use inside jit
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sair_jax import checkpoint
+from sair_jax.nets.layers import BatchNorm, PReLU, conv, resize_align_corners
+
+KIND = "arcface_iresnet"
+
+# Standard insightface normalisation: [0, 1] -> [-1, 1].
+STANDARD_MEAN, STANDARD_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+# The SAIR authors' script normalises ArcFace's input with the ImageNet statistics instead.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# ... after cropping rows/cols 100:900 of a 1024 x 1024 image.
+OFFICIAL_CROP = (100 / 1024, 900 / 1024)
+
+
+class IBasicBlock(nn.Module):
+  """arcface_torch's improved residual block (pre-activation BN, PReLU, strided second conv)."""
+  planes: int
+  stride: int
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):  # [B, H, W, Cin]
+    out = BatchNorm(self.eps, name="bn1")(x)
+    out = conv(self.planes, 3, 1, 1, name="conv1")(out)  # [B, H, W, P]
+    out = BatchNorm(self.eps, name="bn2")(out)
+    out = PReLU(name="prelu")(out)
+    out = conv(self.planes, 3, self.stride, 1, name="conv2")(out)  # [B, H/s, W/s, P]
+    out = BatchNorm(self.eps, name="bn3")(out)
+    if self.stride != 1 or x.shape[-1] != self.planes:  # torch builds `downsample` exactly then
+      x = conv(self.planes, 1, self.stride, 0, name="downsample_0")(x)
+      x = BatchNorm(self.eps, name="downsample_1")(x)
+    return out + x
+
+
+class IResNet(nn.Module):
+  """The IResNet backbone plus its embedding head (fc + BatchNorm1d ``features``)."""
+  layers: Sequence[int]  # blocks per stage, e.g. (3, 4, 14, 3) for IResNet-50
+  widths: Sequence[int]  # output channels per stage, e.g. (64, 128, 256, 512)
+  stem_width: int = 64
+  embedding_size: int = 512
+  strides: Sequence[int] = (2, 2, 2, 2)
+  eps: float = 1e-5  # BatchNorm2d eps (arcface_torch: 1e-5)
+  features_eps: float = 1e-5  # BatchNorm1d eps of `features` (arcface_torch: 1e-5)
+
+  @nn.compact
+  def __call__(self, x):  # [B, S, S, 3], S = 112 for the official models
+    x = conv(self.stem_width, 3, 1, 1, name="conv1")(x)  # [B, S, S, 64]
+    x = BatchNorm(self.eps, name="bn1")(x)
+    x = PReLU(name="prelu")(x)
+    for i, (n, width, stride) in enumerate(zip(self.layers, self.widths, self.strides)):
+      for j in range(n):
+        x = IBasicBlock(width, stride if j == 0 else 1, self.eps, name=f"layer{i + 1}_{j}")(x)
+    x = BatchNorm(self.eps, name="bn2")(x)  # [B, S/16, S/16, C], 7x7 for S = 112
+    # Flattened in NHWC order (h, w, c); torch flattens (c, h, w): the converter permutes the
+    # rows of the fc weight to match, so no transpose is needed here.
+    x = x.reshape(x.shape[0], -1)  # [B, H*W*C]
+    x = nn.Dense(self.embedding_size, name="fc")(x)  # [B, D]
+    return BatchNorm(self.features_eps, name="features")(x)  # [B, D]
+
+
+def build(meta: dict) -> IResNet:
+  """The Flax module described by a converted checkpoint's ``meta``."""
+  return IResNet(layers=tuple(meta["layers"]), widths=tuple(meta["widths"]),
+                 stem_width=int(meta["stem_width"]), embedding_size=int(meta["embedding_size"]),
+                 strides=tuple(meta["strides"]), eps=float(meta["bn_eps"]),
+                 features_eps=float(meta["features_eps"]))
+
+
+def param_shapes(meta: dict) -> Any:
+  """Shape tree (tuples) of the parameters ``meta`` describes, without allocating them."""
+  size = int(meta["input_size"])
+  tree = jax.eval_shape(build(meta).init, jax.random.PRNGKey(0),
+                        jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))["params"]
+  return jax.tree_util.tree_map(lambda s: tuple(s.shape), tree)
+
+
+def _check_input(meta: dict, images) -> None:
+  size = int(meta["input_size"])
+  if images.ndim != 4 or tuple(images.shape[1:]) != (size, size, 3):
+    raise ValueError(f"ArcFace expects images [B, {size}, {size}, 3], got {tuple(images.shape)}")
+
+
+def apply(params: Any, meta: dict, images):
+  """Raw features [B, D] of normalised aligned faces [B, S, S, 3] (pure; use inside jit)."""
+  _check_input(meta, images)
+  return build(meta).apply({"params": params}, images)
+
+
+def official_crop(size: int) -> tuple[int, int]:
+  """The authors' crop window (rows = cols) for a square image of side ``size``: 100:900 at
+  1024, scaled proportionally (and rounded) at other resolutions."""
+  return round(OFFICIAL_CROP[0] * size), round(OFFICIAL_CROP[1] * size)
+
+
+def preprocess(faces, variant: str = "standard", size: int = 112):
+  """Turns faces [B, H, W, 3] in [0, 1] (any resolution) into ArcFace input [B, size, size, 3].
+
+  * ``"standard"``: resize the whole image to ``size`` (bilinear, antialiased when shrinking)
+    and map [0, 1] to [-1, 1] — for faces already aligned to the ArcFace template.
+  * ``"official"``: the SAIR authors' variant for FFHQ-aligned faces: crop rows/cols 100:900
+    of a 1024 image (proportionally at other sizes), torch-style bicubic resize with
+    ``align_corners=True`` (a = -0.75, no antialiasing), ImageNet mean/std normalisation.
+
+  Differentiable; the crop window and interpolation weights are static (from the shapes).
+  """
+  _, h, w, _ = faces.shape  # [B, H, W, 3]
+  if variant == "standard":
+    x = jax.image.resize(faces, (faces.shape[0], size, size, 3), "linear")
+    mean, std = STANDARD_MEAN, STANDARD_STD
+  elif variant == "official":
+    r0, r1 = official_crop(h)
+    c0, c1 = official_crop(w)
+    x = resize_align_corners(faces[:, r0:r1, c0:c1, :], (size, size), "bicubic")
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+  else:
+    raise ValueError(f"unknown ArcFace preprocessing variant {variant!r} "
+                     "(expected 'standard' or 'official')")
+  return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)  # [B, size, size, 3]
+
+
+class ArcFace:
+  """A loaded ArcFace: ``params`` (device arrays), ``meta`` and jitted entry points."""
+
+  def __init__(self, params: Any, meta: dict):
+    self.meta = dict(meta)
+    self.params = jax.tree_util.tree_map(jnp.asarray, params)
+    self.module = build(self.meta)
+    self._embed = jax.jit(self.apply_fn)
+    self._embed_faces = jax.jit(self.apply_faces, static_argnames="variant")
+
+  @property
+  def embedding_size(self) -> int:
+    return int(self.meta["embedding_size"])
+
+  def apply_fn(self, params: Any, images):
+    """Pure forward ``(params, images [B, S, S, 3]) -> [B, D]`` for use inside other jits."""
+    return apply(params, self.meta, images)
+
+  def apply_faces(self, params: Any, faces, variant: str = "standard"):
+    """Pure ``(params, faces [B, H, W, 3] in [0, 1]) -> [B, D]`` with :func:`preprocess`."""
+    size = int(self.meta["input_size"])
+    return apply(params, self.meta, preprocess(faces, variant, size))
+
+  def embed(self, images):
+    """Raw features [B, D] of normalised aligned faces [B, S, S, 3] (jitted)."""
+    return self._embed(self.params, images)
+
+  def embed_faces(self, faces, variant: str = "standard"):
+    """Raw features [B, D] of faces [B, H, W, 3] in [0, 1], preprocessed by ``variant``."""
+    return self._embed_faces(self.params, faces, variant=variant)
+
+
+def load(dst: str) -> ArcFace:
+  """Loads a checkpoint written by ``python -m converters.arcface`` (one-line CheckpointError)."""
+  params, meta = checkpoint.load(dst, KIND)
+  checkpoint.check_shapes(str(dst), params, param_shapes(meta))
+  return ArcFace(params, meta)
+
