@@ -1,0 +1,129 @@
+"""Reference selection from a pool of candidate photos (the main command's ``pool`` mode).
+
+Paper §2, "Identity semantics": the reference Z is the pool photo whose face-recognition
+embedding is most similar (cosine) to that of the LQ face. The pool is embedded once, in
+batches, and cached on disk (:func:`embed_pool`); each LQ face is upsampled and embedded
+(:func:`select_references`); the choice itself is a pure function of the embeddings
+(:func:`select_by_embedding`).
+
+Embedding functions take faces [B, S, S, 3] RGB in [0, 1] (FFHQ-aligned, any S) and return
+[B, D], e.g. ``functools.partial(arcface.load(dst).embed_faces, variant="official")``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sair_jax import image_io
+
+EmbedFn = Callable[[np.ndarray], np.ndarray]  # [B, S, S, 3] in [0, 1] -> [B, D]
+
+
+class Selection(NamedTuple):
+  index: np.ndarray  # [B, k] int: pool indices, most similar first
+  similarity: np.ndarray  # [B, k] float32: their cosine similarities
+
+
+def cosine_similarity(a, b) -> jax.Array:
+  """[B, P] cosine similarities between the rows of ``a`` [B, D] and ``b`` [P, D]."""
+  a = jnp.asarray(a, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
+  a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+  b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+  return a @ b.T
+
+
+def select_by_embedding(query, pool, k: int = 1) -> Selection:
+  """The ``k`` pool entries most similar to each query (pure: embeddings in, indices out).
+
+  Args:
+    query: [B, D] embeddings of the LQ faces.
+    pool: [P, D] embeddings of the candidates.
+  """
+  if np.shape(query)[-1] != np.shape(pool)[-1]:
+    raise ValueError(f"embedding sizes differ: query {np.shape(query)}, pool {np.shape(pool)}")
+  k = min(k, np.shape(pool)[0])
+  sim, idx = jax.lax.top_k(cosine_similarity(query, pool), k)  # [B, k]
+  return Selection(np.asarray(idx), np.asarray(sim, np.float32))
+
+
+def upsample(images, size: int) -> np.ndarray:
+  """[B, h, w, 3] in [0, 1] -> [B, size, size, 3], bicubic, clipped to [0, 1]."""
+  x = jnp.asarray(images, jnp.float32)
+  return np.asarray(jnp.clip(jax.image.resize(x, (x.shape[0], size, size, 3), "cubic"), 0, 1))
+
+
+def _batched(embed_fn: EmbedFn, faces: np.ndarray, batch: int) -> np.ndarray:
+  return np.concatenate([np.asarray(embed_fn(faces[i:i + batch]), np.float32)
+                         for i in range(0, len(faces), batch)])
+
+
+def select_references(lq_images, pool_embeddings, embed_fn: EmbedFn, *, size: int = 256,
+                      k: int = 1, batch: int = 8) -> Selection:
+  """Picks pool references for LQ faces by embedding similarity.
+
+  Args:
+    lq_images: [B, h, w, 3] FFHQ-aligned LQ faces in [0, 1].
+    pool_embeddings: [P, D] from :func:`embed_pool`, computed with the same ``embed_fn``.
+    embed_fn: faces [n, size, size, 3] in [0, 1] -> [n, D].
+    size: side the LQ faces are upsampled to (bicubic) before embedding.
+  """
+  query = _batched(embed_fn, upsample(lq_images, size), batch)
+  return select_by_embedding(query, pool_embeddings, k)
+
+
+def _cache_key(path: str) -> str:
+  st = os.stat(path)
+  return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def embed_pool(paths: Sequence[str], embed_fn: EmbedFn, *, cache: str | None = None,
+               model_id: str = "", size: int = 256, batch: int = 8,
+               log: Callable[[str], None] | None = None) -> np.ndarray:
+  """Embeddings [P, D] of the pool photos ``paths`` (FFHQ-aligned faces, any resolution).
+
+  Photos are resized to ``size`` (bilinear, antialiased) and embedded in batches. With
+  ``cache`` (an .npz path) embeddings are reused for files whose path, size and modification
+  time are unchanged, provided ``model_id`` (name the embedding network and its preprocessing)
+  and ``size`` match; the cache is rewritten atomically when anything new was embedded.
+  """
+  if not paths:
+    raise ValueError("the reference pool is empty")
+  log = log or (lambda s: None)
+  keys = [_cache_key(p) if os.path.exists(p) else os.path.abspath(p) for p in paths]
+  cached = {}
+  if cache and os.path.exists(cache):
+    try:
+      with np.load(cache, allow_pickle=False) as z:
+        if str(z["model_id"]) == model_id and int(z["size"]) == size:
+          cached = dict(zip((str(s) for s in z["keys"]), z["embeddings"]))
+    except (OSError, ValueError, KeyError) as e:
+      log(f"{cache}: unreadable embedding cache, rebuilding ({e})")
+  todo = [i for i, key in enumerate(keys) if key not in cached]
+  if todo:
+    faces = np.stack([_load_face(paths[i], size) for i in todo])  # [n, size, size, 3]
+    for i, e in zip(todo, _batched(embed_fn, faces, batch)):
+      cached[keys[i]] = e
+    log(f"embedded {len(todo)} pool photos ({len(paths) - len(todo)} from the cache)")
+    if cache:
+      buf = io.BytesIO()
+      np.savez(buf, keys=np.asarray(keys), embeddings=np.stack([cached[key] for key in keys]),
+               model_id=np.asarray(model_id), size=np.asarray(size))
+      image_io.atomic_write(cache, buf.getvalue())
+  return np.stack([cached[key] for key in keys]).astype(np.float32)
+
+
+def _load_face(path: str, size: int) -> np.ndarray:
+  img = image_io.read_image(path)  # [H, W, 3] in [0, 1]; one-line ImageIOError
+  if img.shape[0] != img.shape[1]:
+    raise image_io.ImageIOError(f"{path}: pool photos must be square FFHQ-aligned faces "
+                                f"(got {img.shape[1]}x{img.shape[0]}); run python -m sair_jax.align")
+  if img.shape[0] != size:
+    img = np.asarray(jax.image.resize(img, (size, size, 3), "linear", antialias=True))
+  return img.astype(np.float32)
