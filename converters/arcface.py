@@ -23,9 +23,9 @@ import re
 from typing import Any, Mapping
 
 import numpy as np
-from absl import app, flags
 
-from converters.common import ConversionError, TensorTable, read_source, run_cli
+from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
+                               src_dst_program)
 
 KIND = "arcface_iresnet"
 # arcface_torch: every BatchNorm is built with eps=1e-05 (BatchNorm2d and the BatchNorm1d
@@ -154,11 +154,7 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
 
 def convert_file(src: str, dst: str) -> dict:
   """Reads ``src``, converts it and writes the checkpoint directory ``dst``; returns meta."""
-  from sair_jax import checkpoint
-
-  params, meta = convert(read_source(src), src)
-  checkpoint.save(dst, params, meta, KIND)
-  return meta
+  return convert_torch_file(convert, src, dst, KIND)
 
 
 def cli(src: str, dst: str) -> None:
@@ -170,15 +166,5 @@ def cli(src: str, dst: str) -> None:
   run_cli(run)
 
 
-def main(argv):
-  del argv
-  cli(flags.FLAGS.src, flags.FLAGS.dst)
-
-
 if __name__ == "__main__":
-  # Flags are defined only when run as a program, so that converters/e4e.py can import the
-  # helpers above without defining --src/--dst twice.
-  flags.DEFINE_string("src", None, "arcface_torch IResNet state dict (e.g. iresnet50.pth)")
-  flags.DEFINE_string("dst", None, "output checkpoint directory")
-  flags.mark_flags_as_required(["src", "dst"])
-  app.run(main)
+  src_dst_program(cli, "arcface_torch IResNet state dict (e.g. iresnet50.pth)")

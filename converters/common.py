@@ -66,3 +66,22 @@ def run_cli(convert: Callable[[], None]) -> None:
           ConversionError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+
+
+def convert_torch_file(convert: Callable, src: str, dst: str, kind: str) -> dict:
+  """Reads the torch file ``src``, ``convert(obj, src) -> (params, meta)``, writes ``dst``."""
+  from sair_jax import checkpoint
+
+  params, meta = convert(read_source(src), src)
+  checkpoint.save(dst, params, meta, kind)
+  return meta
+
+
+def src_dst_program(cli: Callable[[str, str], None], src_help: str) -> None:
+  """Runs ``cli(--src, --dst)`` as an absl program (flags defined only when run as one)."""
+  from absl import app, flags
+
+  flags.DEFINE_string("src", None, src_help)
+  flags.DEFINE_string("dst", None, "output checkpoint directory")
+  flags.mark_flags_as_required(["src", "dst"])
+  app.run(lambda argv: cli(flags.FLAGS.src, flags.FLAGS.dst))

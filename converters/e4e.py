@@ -22,10 +22,10 @@ import re
 from typing import Any, Mapping
 
 import numpy as np
-from absl import app, flags
 
 from converters.arcface import batch_norm, conv_kernel, is_ignored, prelu, shape_of
-from converters.common import ConversionError, TensorTable, read_source, run_cli
+from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
+                               src_dst_program)
 
 KIND = "e4e_encoder"
 PREFIX = "encoder."
@@ -176,11 +176,7 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
 
 def convert_file(src: str, dst: str) -> dict:
   """Reads ``src``, converts it and writes the checkpoint directory ``dst``; returns meta."""
-  from sair_jax import checkpoint
-
-  params, meta = convert(read_source(src), src)
-  checkpoint.save(dst, params, meta, KIND)
-  return meta
+  return convert_torch_file(convert, src, dst, KIND)
 
 
 def cli(src: str, dst: str) -> None:
@@ -192,13 +188,5 @@ def cli(src: str, dst: str) -> None:
   run_cli(run)
 
 
-def main(argv):
-  del argv
-  cli(flags.FLAGS.src, flags.FLAGS.dst)
-
-
 if __name__ == "__main__":
-  flags.DEFINE_string("src", None, "encoder4editing checkpoint (e.g. e4e_ffhq_encode.pt)")
-  flags.DEFINE_string("dst", None, "output checkpoint directory")
-  flags.mark_flags_as_required(["src", "dst"])
-  app.run(main)
+  src_dst_program(cli, "encoder4editing checkpoint (e.g. e4e_ffhq_encode.pt)")

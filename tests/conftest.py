@@ -1,6 +1,5 @@
 """Shared test helpers: fixture paths. Tests run on the CPU."""
 
-import os
 import pathlib
 
 import numpy as np

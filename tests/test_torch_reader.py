@@ -1,6 +1,5 @@
 """The safe torch-file reader: parity with torch's own view of the files, and refusal of code."""
 
-import io
 import os
 import pickle
 import zipfile
