@@ -1,0 +1,149 @@
+"""The SAIR objective for ONE image (paper Eq. 8, or the authors' script), as a pure function.
+
+:func:`make_objective` closes over the *static* choices (weights, preset switches, degradation,
+network architectures) and returns ``loss(w, nets, target, key) -> (total, terms)`` where
+
+* ``w`` [L, D] is the image's W+ code,
+* ``nets`` is the pytree of frozen network parameters (an argument, never a closed-over
+  constant, so XLA does not constant-fold hundreds of MB of weights),
+* ``target`` is this image's data (:class:`Target`),
+* ``key`` is a PRNG key (fresh generator noise per step in the ``official`` preset).
+
+The solver vmaps it over the batch, so each image has its own loss and gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from sair_jax import degradation, losses
+from sair_jax.nets import arcface, stylegan2
+
+TERMS = ("fidelity", "identity", "prior", "cross", "expression", "histogram")
+
+
+@flax.struct.dataclass
+class Target:
+  """Everything one image's loss needs besides ``w`` (leading batch axis when batched)."""
+  lq: jax.Array  # [h, w, 3] degraded input Y in [0, 1]
+  ref_embedding: jax.Array  # [E] ArcFace features of the reference Z
+  w_ref: jax.Array  # [L, D] reference latent w_z (prior centre; also the initial w)
+  direction: jax.Array  # [L, D] expression direction Δw_e (unit rows), zeros if none
+  expression_on: jax.Array  # [] 1.0 where an expression is requested, else 0.0
+  mask: jax.Array  # [S, S] face mask of the generated image at the histogram resolution
+  lq_hist: jax.Array  # [S, S, 3] the LQ upsampled to the histogram resolution, [0, 1]
+  histogram_on: jax.Array  # [] 1.0 once the histogram phase has started, else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveSpec:
+  """The static part of the objective (hashable; read from the config by the solver)."""
+  g_arch: stylegan2.Arch
+  arcface_meta: tuple  # sorted items of the ArcFace meta dict (hashable)
+  factor: int  # generator resolution / LQ resolution
+  weights: tuple  # ((term, weight), ...) for the terms in TERMS
+  fidelity_clamp: float | None = None  # the authors clamp the per-image MSE below at 1e-4
+  jpeg_quality: float | None = None  # differentiable JPEG inside D
+  blur_sigma: float | None = None  # Gaussian blur inside D (x8 presets)
+  noise: str = "const"  # generator noise: 'const' | 'random' (fresh every step) | 'zero'
+  output: str = "clip"  # [-1, 1] -> [0, 1]: 'clip' | 'minmax' (authors: clamp, then min-max)
+  identity_variant: str = "standard"  # ArcFace preprocessing: 'standard' | 'official'
+  expression_variant: str = "paper"  # 'paper' (Eq. 6) | 'rows' (authors' mean |cos|)
+  expression_gamma: float = 0.0  # γ inside the expression term
+  histogram_variant: str = "paper"  # see losses.histogram_loss
+  histogram_bins: int | None = None
+  histogram_size: int = 256  # side at which the histogram compares faces
+  compute_dtype: str = "float32"  # synthesis compute dtype ('bfloat16' halves memory)
+  remat: bool = False  # rematerialise synthesis blocks in the backward pass
+
+  def weight(self, term: str) -> float:
+    return dict(self.weights).get(term, 0.0)
+
+  @property
+  def degradation(self) -> degradation.DegradationParams:
+    kernel = None
+    if self.blur_sigma:
+      radius = max(1, int(round(3 * self.blur_sigma)))
+      kernel = degradation.gaussian_kernel1d(self.blur_sigma, radius)
+    return degradation.DegradationParams(
+        kernel=kernel, factor=self.factor,
+        jpeg_quality=None if self.jpeg_quality is None else jnp.float32(self.jpeg_quality))
+
+
+def to_unit_range(x: jax.Array, mode: str) -> jax.Array:
+  """Generator output [..., H, W, 3] in ≈[-1, 1] -> [0, 1].
+
+  ``clip``: (x + 1) / 2 clipped. ``minmax``: the authors' script: clamp to [-1, 1], then
+  min-max normalise over the image (their batch is one image, so "the whole tensor").
+  """
+  if mode == "clip":
+    return jnp.clip((x + 1.0) * 0.5, 0.0, 1.0)
+  if mode == "minmax":
+    x = jnp.clip(x, -1.0, 1.0)
+    axes = (-3, -2, -1)
+    lo, hi = jnp.min(x, axis=axes, keepdims=True), jnp.max(x, axis=axes, keepdims=True)
+    return (x - lo) / jnp.maximum(hi - lo, 1e-8)
+  raise ValueError(f"unknown output mode {mode!r} (expected 'clip' or 'minmax')")
+
+
+def render(spec: ObjectiveSpec, nets: Any, w: jax.Array, key: jax.Array | None) -> jax.Array:
+  """G(w) in [0, 1] for one W+ code: [L, D] -> [H, W, 3]."""
+  noise = spec.noise
+  if noise == "random" and key is None:
+    noise = "const"
+  img = stylegan2.synthesis_fn(nets["g_params"], nets["g_buffers"], spec.g_arch, w[None],
+                               noise=noise, rng=key, dtype=jnp.dtype(spec.compute_dtype),
+                               remat=spec.remat)
+  return to_unit_range(img[0], spec.output)
+
+
+def embed(spec: ObjectiveSpec, nets: Any, image01: jax.Array) -> jax.Array:
+  """ArcFace features of one image in [0, 1]: [H, W, 3] -> [E]."""
+  meta = dict(spec.arcface_meta)
+  size = int(meta["input_size"])
+  x = arcface.preprocess(image01[None], spec.identity_variant, size)
+  return arcface.apply(nets["arcface"], meta, x)[0]
+
+
+def resize_square(x: jax.Array, size: int) -> jax.Array:
+  """[H, W, C] -> [size, size, C], bilinear (antialiased when shrinking)."""
+  if x.shape[0] == size and x.shape[1] == size:
+    return x
+  return jax.image.resize(x, (size, size, x.shape[-1]), "linear")
+
+
+def make_objective(spec: ObjectiveSpec) -> Callable:
+  """Returns ``loss(w, nets, target, key) -> (total [], terms {name: []})`` for one image."""
+  dparams = spec.degradation
+
+  def loss(w, nets, target: Target, key):
+    x01 = render(spec, nets, w, key)  # [H, W, 3]
+    terms = {}
+    if spec.weight("fidelity"):
+      degraded = degradation.degrade(x01[None], dparams)[0]  # [h, w, 3]
+      terms["fidelity"] = losses.fidelity_loss(target.lq, degraded, spec.fidelity_clamp)
+    if spec.weight("identity"):
+      terms["identity"] = losses.identity_loss(target.ref_embedding, embed(spec, nets, x01))
+    if spec.weight("prior"):
+      terms["prior"] = losses.latent_prior_loss(w, target.w_ref)
+    if spec.weight("cross"):
+      terms["cross"] = losses.cross_loss(w)
+    if spec.weight("expression"):
+      fn = losses.expression_loss if spec.expression_variant == "paper" else \
+          losses.expression_loss_rows
+      terms["expression"] = target.expression_on * fn(w, target.direction,
+                                                      spec.expression_gamma)
+    if spec.weight("histogram"):
+      small = resize_square(x01, spec.histogram_size)
+      terms["histogram"] = target.histogram_on * losses.histogram_loss(
+          small, target.lq_hist, target.mask, bins=spec.histogram_bins,
+          variant=spec.histogram_variant)
+    total = sum(spec.weight(k) * v for k, v in terms.items())
+    return total, terms
+
+  return loss

@@ -1,0 +1,184 @@
+"""Batched SAIR optimisation: one W+ code, one Adam state and one loss per image.
+
+The per-image step (loss, gradient, Adam update) is written for ONE image and ``jax.vmap``-ed
+over the batch; ``lax.scan`` runs a chunk of steps inside one compiled program with the state
+buffers donated. The host sees only chunk boundaries, where it reports progress and, for the
+histogram term, recomputes the face masks of the current results (phases).
+
+The batch axis is sharded over the local devices of a :class:`jax.sharding.Mesh`; every other
+array (network parameters) is replicated. Images never interact, so sharding changes nothing
+but where each image is computed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from sair_jax import objective, schedules
+
+
+class State(NamedTuple):
+  """Optimisation state of a batch (leading axis B everywhere)."""
+  w: jax.Array  # [B, L, D] current W+ codes
+  opt_state: Any  # per-image Adam state (vmapped)
+  key: jax.Array  # [B] per-image PRNG keys
+  step: jax.Array  # [B] steps taken
+  bad: jax.Array  # [B] bool: a non-finite loss or update was seen (w then stays frozen)
+
+
+class History(NamedTuple):
+  """Per-step values of a chunk: [n_steps, B] each."""
+  total: jax.Array
+  terms: dict
+
+
+def batch_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named 'batch' over ``devices`` (default: this host's local devices)."""
+  devices = jax.local_devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("batch",))
+
+
+class Solver:
+  """Compiles and runs the restoration loop for batches of a fixed size.
+
+  Args:
+    spec: the static objective (:class:`objective.ObjectiveSpec`).
+    nets: network parameters {'g_params', 'g_buffers', 'arcface'}.
+    steps: total number of steps (the lr schedule depends on it).
+    lr: base learning rate; ``schedule``: 'constant' | 'cosine_ramp'.
+    mesh: device mesh for the batch axis (default: all local devices).
+  """
+
+  def __init__(self, spec: objective.ObjectiveSpec, nets: Any, *, steps: int, lr: float,
+               schedule: str = "constant", betas=(0.9, 0.999), mesh: Mesh | None = None):
+    self.spec = spec
+    self.steps = steps
+    self.mesh = mesh or batch_mesh()
+    self.optimizer = optax.adam(schedules.make(schedule, lr, steps), b1=betas[0], b2=betas[1])
+    self._loss = objective.make_objective(spec)
+    replicated = NamedSharding(self.mesh, P())
+    self.nets = jax.device_put(nets, replicated)
+    # Pinned output shardings: the state comes back split over 'batch' exactly as it went in,
+    # so consecutive chunks hit the same compiled program.
+    by_batch = NamedSharding(self.mesh, P("batch"))
+    self._run_chunk = jax.jit(self._chunk, static_argnums=(3,), donate_argnums=(0,),
+                              out_shardings=(by_batch, NamedSharding(self.mesh, P(None, "batch"))))
+    self._render = jax.jit(self._render_batch)
+
+  @property
+  def n_devices(self) -> int:
+    return self.mesh.devices.size
+
+  def shard(self, tree):
+    """Places a batch-major pytree with its leading axis split over the mesh."""
+    return jax.device_put(tree, NamedSharding(self.mesh, P("batch")))
+
+  # ---------------------------------------------------------------------------------------
+  # One image
+  # ---------------------------------------------------------------------------------------
+
+  def _step_one(self, nets, w, opt_state, key, step, bad, target):
+    """One Adam step for one image. Freezes the image once anything is non-finite."""
+    noise_key = jax.random.fold_in(key, step)
+    (total, terms), grad = jax.value_and_grad(self._loss, has_aux=True)(
+        w, nets, target, noise_key)
+    updates, new_opt = self.optimizer.update(grad, opt_state, w)
+    new_w = optax.apply_updates(w, updates)
+    ok = jnp.isfinite(total) & jnp.all(jnp.isfinite(new_w)) & ~bad
+    keep = lambda new, old: jnp.where(ok, new, old)
+    new_w = keep(new_w, w)
+    new_opt = jax.tree_util.tree_map(keep, new_opt, opt_state)
+    return new_w, new_opt, step + 1, bad | ~ok, total, terms
+
+  # ---------------------------------------------------------------------------------------
+  # Batch
+  # ---------------------------------------------------------------------------------------
+
+  def init(self, w_init: jax.Array, seeds: np.ndarray) -> State:
+    """Starts every image at its ``w_init`` [B, L, D] with a fresh Adam state."""
+    # A copy: the state is donated to each chunk and must not alias the caller's arrays.
+    w = jnp.array(w_init, dtype=jnp.float32, copy=True)
+    opt_state = jax.vmap(self.optimizer.init)(w)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+    b = w.shape[0]
+    state = State(w, opt_state, keys, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
+    return self.shard(state)
+
+  def _chunk(self, state: State, nets, target: objective.Target, n: int):
+    step_batch = jax.vmap(self._step_one, in_axes=(None, 0, 0, 0, 0, 0, 0))
+
+    def body(carry, _):
+      w, opt_state, key, step, bad = carry
+      w, opt_state, step, bad, total, terms = step_batch(nets, w, opt_state, key, step, bad,
+                                                         target)
+      return (w, opt_state, key, step, bad), (total, terms)
+
+    carry, (total, terms) = jax.lax.scan(body, tuple(state), None, length=n)
+    return State(*carry), History(total, terms)
+
+  def run_chunk(self, state: State, target: objective.Target, n: int) -> tuple[State, History]:
+    """``n`` steps for the whole batch in one compiled call (``state`` is donated)."""
+    return self._run_chunk(state, self.nets, target, n)
+
+  def _render_batch(self, nets, w, keys):
+    render = lambda w1, k: objective.render(self.spec, nets, w1, k)
+    return jax.vmap(render)(w, keys)
+
+  def render(self, w: jax.Array, keys: jax.Array | None = None) -> jax.Array:
+    """G(w) in [0, 1] for a batch [B, L, D] -> [B, H, W, 3] (fixed noise key per image)."""
+    if keys is None:
+      keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(w.shape[0], dtype=jnp.uint32))
+    return self._render(self.nets, w, keys)
+
+
+def chunk_plan(steps: int, chunk: int, phase_starts=()) -> list[tuple[int, int]]:
+  """(start, length) of every chunk, split so that each phase start begins a chunk."""
+  cuts = sorted({0, steps, *[s for s in phase_starts if 0 < s < steps]})
+  plan = []
+  for a, b in zip(cuts[:-1], cuts[1:]):
+    for s in range(a, b, chunk):
+      plan.append((s, min(chunk, b - s)))
+  return plan
+
+
+def optimise(solver: Solver, state: State, target: objective.Target, *, chunk: int,
+             on_phase: Callable[[int, State, objective.Target], objective.Target] | None = None,
+             phase_every: int | None = None, phase_start: int | None = None,
+             progress: Callable[[int, History, float], None] | None = None,
+             ) -> tuple[State, dict, np.ndarray]:
+  """Runs ``solver.steps`` steps in chunks.
+
+  ``on_phase(step, state, target) -> target`` is called before the chunk starting at
+  ``phase_start`` and then every ``phase_every`` steps (host-side mask updates).
+  ``progress(step_done, history, seconds)`` is called after each chunk.
+
+  Returns the final state, the per-step history on the host ({term: [steps, B]}, with
+  'total'), and the per-step totals.
+  """
+  starts = []
+  if on_phase is not None and phase_start is not None:
+    every = phase_every or solver.steps
+    starts = list(range(phase_start, solver.steps, every))
+  plan = chunk_plan(solver.steps, chunk, starts)
+  totals, terms = [], {}
+  for start, n in plan:
+    if start in starts:
+      target = on_phase(start, state, target)
+    t0 = time.perf_counter()
+    state, hist = solver.run_chunk(state, target, n)
+    hist = jax.device_get(hist)
+    totals.append(hist.total)
+    for k, v in hist.terms.items():
+      terms.setdefault(k, []).append(v)
+    if progress is not None:
+      progress(start + n, hist, time.perf_counter() - t0)
+  history = {k: np.concatenate(v, axis=0) for k, v in terms.items()}
+  history["total"] = np.concatenate(totals, axis=0)
+  return state, history, history["total"]

@@ -1,0 +1,241 @@
+"""The main command end to end: a problem with a known answer, failures, resume, sharding.
+
+Every run goes through ``python -m sair_jax.main`` in a subprocess with config overrides, as a
+user would run it. Networks are small (the 32 px fixture generator, the one-block ArcFace, or
+the smoke preset's untrained networks) so the whole file takes a few minutes on 2 cores.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import fixture
+from converters import arcface as arcface_converter
+from converters import stylegan2 as sg2_converter
+from sair_jax import degradation, objective
+from sair_jax.image_io import read_image, write_image
+from sair_jax.nets import stylegan2
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(*overrides, config="configs/x32.py", env=None):
+  cmd = [sys.executable, "-m", "sair_jax.main", f"--config={config}", *overrides]
+  full_env = dict(os.environ, **(env or {}))
+  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
+                        env=full_env)
+
+
+def psnr(a, b):
+  return -10 * np.log10(np.mean((np.asarray(a, np.float64) - np.asarray(b)) ** 2, axis=(-3, -2, -1)))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+  root = tmp_path_factory.mktemp("ckpt")
+  sg2_converter.convert_file(str(fixture("sg2_s32.pt")), str(root / "g"))
+  arcface_converter.convert_file(str(fixture("iresnet_1111.pth")), str(root / "a"))
+  return root
+
+
+@pytest.fixture(scope="module")
+def known_answer(checkpoints, tmp_path_factory):
+  """GT = G(w*); LQ = bicubic x4 of it; reference latent = w* with its fine layers replaced."""
+  root = tmp_path_factory.mktemp("data")
+  g = stylegan2.load(checkpoints / "g")
+  n = 3
+  z = jax.random.normal(jax.random.PRNGKey(0), (2 * n, g.z_dim))
+  ws = np.asarray(g.to_wplus(g.mapping(z)))
+  w_true, w_ref = ws[:n], ws[:n].copy()
+  w_ref[:, 6:] = ws[n:, 6:]  # fine layers (16 and 32 px) from other faces
+  gt = np.asarray(objective.to_unit_range(g.synthesis(w_true), "clip"))
+  ref = np.asarray(objective.to_unit_range(g.synthesis(w_ref), "clip"))
+  lq = np.asarray(degradation.bicubic_downsample(jnp.asarray(gt), 4))
+  for d in ("lq", "gt", "refs"):
+    (root / d).mkdir()
+  for i in range(n):
+    write_image(root / "lq" / f"face{i}.png", lq[i])
+    write_image(root / "gt" / f"face{i}.png", gt[i])
+    np.save(root / "refs" / f"face{i}.npy", w_ref[i])
+  return root, gt, ref, lq
+
+
+def test_restores_a_known_answer_through_main(checkpoints, known_answer, tmp_path):
+  data, gt, ref, lq = known_answer
+  out = tmp_path / "out"
+  r = main(f"--config.checkpoints.stylegan2={checkpoints / 'g'}",
+           f"--config.checkpoints.arcface={checkpoints / 'a'}",
+           f"--config.data.lq={data / 'lq'}", f"--config.data.gt={data / 'gt'}",
+           f"--config.data.references={data / 'refs'}", "--config.data.lq_size=8",
+           f"--config.output={out}", "--config.solver.steps=150", "--config.solver.chunk=50",
+           "--config.solver.lr=0.02", "--config.solver.batch_size=4",
+           "--config.loss.histogram=0", "--config.loss.identity=0.001",
+           "--config.loss.prior=0")
+  assert r.returncode == 0, r.stderr
+  assert "step 150/150" in r.stderr  # progress between chunks
+  names = [f"face{i}" for i in range(3)]
+  restored = np.stack([read_image(out / "restored" / f"{n}.png") for n in names])
+  up = np.asarray(jax.image.resize(jnp.asarray(lq), gt.shape, "cubic"))
+  p_restored, p_bicubic, p_ref = psnr(restored, gt), psnr(np.clip(up, 0, 1), gt), psnr(ref, gt)
+  print("PSNR restored", p_restored, "bicubic", p_bicubic, "reference", p_ref)
+  assert np.mean(p_restored) > np.mean(p_bicubic) + 1.0
+  assert np.mean(p_restored) > np.mean(p_ref) + 3.0
+  for n in names:
+    losses = json.loads((out / "losses" / f"{n}.json").read_text())
+    fid = losses["terms"]["fidelity"]
+    assert len(fid) == 150 and fid[-1] < 0.5 * fid[0]
+    assert (out / "latents" / f"{n}.npy").exists() and (out / "strips" / f"{n}.png").exists()
+    rep = json.loads((out / "reports" / f"{n}.json").read_text())
+    assert rep["fidelity_psnr"] > 25 and rep["reference_method"] == "latent"
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert sorted(manifest["finished"]) == names and not manifest["failures"]
+  assert manifest["checkpoints"]["stylegan2"] == str(checkpoints / "g")
+  assert manifest["timings"]["seconds_per_image"] > 0
+
+
+def _smoke(out, *extra, env=None):
+  return main(f"--config.output={out}", "--config.solver.steps=4", "--config.solver.chunk=2",
+              "--config.projection.steps=2", "--config.loss.histogram_start=2",
+              "--config.loss.mask_every=2", *extra, config="configs/smoke.py", env=env)
+
+
+def test_smoke_failures_and_resume(tmp_path):
+  out = tmp_path / "smoke"
+  r = _smoke(out)
+  assert r.returncode == 0, r.stderr
+  assert "UNTRAINED" in r.stderr
+  lq_dir = out / "smoke_inputs" / "lq"
+  ref_dir = out / "smoke_inputs" / "references"
+  # A corrupt image, a wrong-size image and an image without a reference join the set.
+  (lq_dir / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+  write_image(lq_dir / "big.png", np.zeros((20, 20, 3)))
+  write_image(ref_dir / "big.png", np.zeros((64, 64, 3)))
+  write_image(lq_dir / "lonely.png", np.zeros((16, 16, 3)))
+  write_image(ref_dir / "corrupt.png", np.zeros((64, 64, 3)))
+  os.remove(out / "restored" / "face1.png")  # as if interrupted before face1 was finished
+  before = {n: os.stat(out / "restored" / f"{n}.png").st_mtime_ns for n in ("face0", "face2")}
+  r = _smoke(out, f"--config.data.lq={lq_dir}", f"--config.data.references={ref_dir}")
+  assert r.returncode == 0, r.stderr
+  assert "2 already restored" in r.stderr
+  after = {n: os.stat(out / "restored" / f"{n}.png").st_mtime_ns for n in ("face0", "face2")}
+  assert before == after  # finished images were not redone
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert sorted(manifest["finished"]) == ["face0", "face1", "face2"]
+  failures = manifest["failures"]
+  assert set(failures) == {"corrupt", "big", "lonely"}
+  assert "corrupt.png" in failures["corrupt"] and "\n" not in failures["corrupt"]
+  assert "20x20" in failures["big"] and "16x16" in failures["big"]
+  assert "no reference" in failures["lonely"]
+  for name in failures:
+    assert f"failed {name}" in r.stderr or f"skipping {name}" in r.stderr
+
+
+def test_missing_checkpoints_are_listed_with_commands(tmp_path):
+  r = main(f"--config.checkpoints.stylegan2={tmp_path / 'nope-g'}",
+           f"--config.checkpoints.arcface={tmp_path / 'nope-a'}",
+           "--config.expression.mode=tag", f"--config.output={tmp_path / 'out'}")
+  assert r.returncode == 1
+  assert "Traceback" not in r.stderr
+  for what in ("nope-g", "nope-a", "directions",
+               "python -m converters.stylegan2", "python -m converters.arcface"):
+    assert what in r.stderr
+
+
+@pytest.mark.parametrize("devices", [2])
+def test_sharding_over_devices_matches_one_device(tmp_path, devices):
+  one = tmp_path / "one"
+  many = tmp_path / "many"
+  flag = f"--xla_force_host_platform_device_count={devices}"
+  r1 = _smoke(one, "--config.solver.batch_size=2")
+  r2 = _smoke(many, "--config.solver.batch_size=2", env={"XLA_FLAGS": flag})
+  assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+  assert f"on {devices} device(s)" in r2.stderr and "on 1 device(s)" in r1.stderr
+  for i in range(3):
+    a = np.load(one / "latents" / f"face{i}.npy")
+    b = np.load(many / "latents" / f"face{i}.npy")
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_configs_load_and_official_matches_the_spec():
+  import importlib
+  for name in ("x32", "x8", "official", "smoke"):
+    c = importlib.import_module(f"configs.{name}").get_config()
+    assert c.preset == name and c.solver.steps > 0
+  c = importlib.import_module("configs.official").get_config()
+  weights = {k: c.loss[k] for k in ("fidelity", "cross", "identity", "prior", "expression",
+                                    "histogram")}
+  assert weights == dict(fidelity=120.0, cross=0.05, identity=0.4, prior=0.001, expression=0.1,
+                         histogram=0.05)
+  assert (c.loss.fidelity_clamp, c.loss.histogram_start, c.loss.histogram_bins) == (1e-4, 200, 256)
+  assert (c.solver.schedule, c.solver.noise, c.solver.output, c.solver.identity_variant) == (
+      "cosine_ramp", "random", "minmax", "official")
+  assert c.expression.gammas.to_dict() == dict(neutral=3.0, angry=5.0, sad=8.0, happy=3.0,
+                                               surprise=3.0, fear=3.0, disgust=2.5)
+  assert c.expression.output_shift
+  p = importlib.import_module("configs.x32").get_config()
+  assert (p.solver.lr, p.loss.prior, p.loss.expression, p.loss.histogram, p.solver.steps) == (
+      0.1, 0.001, 0.1, 0.05, 400)
+
+
+def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path):
+  """The official preset's switches (random noise, min-max output, cosine ramp, cross loss,
+  official histogram, expression shift of the saved result) on the smoke networks."""
+  from sair_jax import directions as dirs
+  from sair_jax.networks import SMOKE_G
+  smoke = tmp_path / "smoke"
+  assert _smoke(smoke).returncode == 0  # makes the inputs
+  lq, refs = smoke / "smoke_inputs" / "lq", smoke / "smoke_inputs" / "references"
+  (tmp_path / "pairs.csv").write_text(
+      f"lq,reference,expression\nface0.png,{refs / 'face0.png'},happy\n"
+      f"face1.png,{refs / 'face1.png'},none\nface2.png,{refs / 'face2.png'},sad\n")
+  rng = np.random.default_rng(0)
+  raw = rng.standard_normal((7, SMOKE_G.n_latent, SMOKE_G.w_dim)).astype(np.float32)
+  unit = raw / np.linalg.norm(raw, axis=-1, keepdims=True)
+  zeros = np.zeros((7, SMOKE_G.n_latent), np.float32)
+  dirs.save_directions(tmp_path / "dirs.npz", dirs.Directions(
+      unit, np.ones(7, bool), np.ones(7, np.int64), zeros, zeros, zeros + 1, "test"))
+  out = tmp_path / "official"
+  r = main("--config.untrained=True", f"--config.output={out}", f"--config.data.lq={lq}",
+           "--config.data.references=", f"--config.data.pairs={tmp_path / 'pairs.csv'}",
+           "--config.data.lq_size=16", "--config.expression.mode=csv",
+           f"--config.checkpoints.directions={tmp_path / 'dirs.npz'}",
+           "--config.solver.steps=6", "--config.solver.chunk=3", "--config.solver.batch_size=3",
+           "--config.loss.histogram_start=3", "--config.loss.mask_every=3",
+           "--config.projection.steps=2", config="configs/official.py")
+  assert r.returncode == 0, r.stderr
+  gammas = {"face0": 3.0, "face1": 0.0, "face2": 8.0}
+  for name, gamma in gammas.items():
+    rep = json.loads((out / "reports" / f"{name}.json").read_text())
+    assert rep["expression_gamma"] == gamma
+    losses = json.loads((out / "losses" / f"{name}.json").read_text())
+    hist = losses["terms"]["histogram"]
+    assert hist[:3] == [0.0, 0.0, 0.0] and all(v > 0 for v in hist[3:])  # on from step 3
+    assert losses["terms"]["cross"][0] > 0
+    if gamma:
+      assert losses["terms"]["expression"][0] > 0
+    else:
+      assert losses["terms"]["expression"][0] == 0
+    restored = read_image(out / "restored" / f"{name}.png")
+    assert restored.min() == 0.0 and restored.max() == 1.0  # min-max normalised output
+
+
+def test_reference_pool_mode(tmp_path):
+  smoke = tmp_path / "smoke"
+  assert _smoke(smoke).returncode == 0
+  lq, pool = smoke / "smoke_inputs" / "lq", smoke / "smoke_inputs" / "references"
+  out = tmp_path / "pool"
+  r = _smoke(out, f"--config.data.lq={lq}", "--config.data.references=",
+             f"--config.data.reference_pool={pool}")
+  assert r.returncode == 0, r.stderr
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert sorted(manifest["finished"]) == ["face0", "face1", "face2"]
+  pool_files = {str(p) for p in pool.iterdir()}
+  for name, choice in manifest["pool_choices"].items():
+    assert choice["reference"] in pool_files and -1.0 <= choice["similarity"] <= 1.0
+  assert (out / "cache" / "pool.npz").exists()
