@@ -99,3 +99,11 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
   except ImageIOError as e:
     raise ImageIOError(f"{path}: {e}") from None
   atomic_write(path, data)
+
+
+def resize_square(img: np.ndarray, size: int, resample=Image.BICUBIC) -> np.ndarray:
+  """[H, W, 3] in [0, 1] -> [size, size, 3] through 8-bit PIL resampling (display, masks)."""
+  if img.shape[0] == size and img.shape[1] == size:
+    return img
+  pil = Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
+  return np.asarray(pil.resize((size, size), resample), np.float32) / 255.0

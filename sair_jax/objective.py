@@ -147,3 +147,46 @@ def make_objective(spec: ObjectiveSpec) -> Callable:
     return total, terms
 
   return loss
+
+
+def make_target(lq, emb, w_ref, direction=None, expression_on=None, lq_hist=None,
+                hist_size: int = 8, mask=None) -> Target:
+  """A batched :class:`Target` with neutral defaults for the parts a caller does not use."""
+  b = lq.shape[0]
+  zeros_w = jnp.zeros_like(w_ref)
+  return Target(
+      lq=jnp.asarray(lq, jnp.float32), ref_embedding=jnp.asarray(emb, jnp.float32),
+      w_ref=jnp.asarray(w_ref, jnp.float32),
+      direction=zeros_w if direction is None else jnp.asarray(direction, jnp.float32),
+      expression_on=jnp.zeros((b,)) if expression_on is None else jnp.asarray(expression_on,
+                                                                                jnp.float32),
+      mask=jnp.ones((b, hist_size, hist_size)) if mask is None else jnp.asarray(mask),
+      lq_hist=jnp.zeros((b, hist_size, hist_size, 3)) if lq_hist is None else
+      jnp.asarray(lq_hist, jnp.float32),
+      histogram_on=jnp.zeros((b,)))
+
+
+def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> ObjectiveSpec:
+  """The static objective a run config describes (or the reference-projection objective).
+
+  ``nets`` is a :class:`sair_jax.networks.Networks`; ``factor`` the LQ downsampling factor.
+  """
+  loss, sol = config.loss, config.solver
+  meta = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                      for k, v in nets.arcface.meta.items()))
+  common = dict(g_arch=nets.g.arch, arcface_meta=meta, factor=factor,
+                output=sol.output, identity_variant=sol.identity_variant,
+                compute_dtype=sol.compute_dtype, remat=sol.remat)
+  if projection:  # match the reference image at low resolution; identity as a helper
+    return ObjectiveSpec(weights=(("fidelity", 1.0), ("identity", 0.1)),
+                                   noise="const", **common)
+  weights = tuple((t, float(loss[t])) for t in TERMS if float(loss[t]) != 0.0)
+  return ObjectiveSpec(
+      weights=weights, noise=sol.noise,
+      fidelity_clamp=loss.fidelity_clamp if loss.fidelity_clamp >= 0 else None,
+      jpeg_quality=config.degradation.jpeg_quality if config.degradation.jpeg_quality > 0
+      else None,
+      blur_sigma=config.degradation.blur_sigma or None,
+      expression_variant=loss.expression_variant, expression_gamma=loss.expression_gamma,
+      histogram_variant=loss.histogram_variant, histogram_bins=loss.histogram_bins,
+      histogram_size=min(loss.histogram_size, nets.g.resolution), **common)

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import platform
+import sys
 import time
 from typing import Any
 
@@ -29,6 +30,11 @@ from PIL import Image
 from sair_jax.image_io import atomic_write, write_image
 
 SUBDIRS = ("restored", "latents", "strips", "losses", "reports", "references", "cache")
+
+
+def log(msg: str) -> None:
+  """Progress and problems of a run, on stderr (stdout stays free for results)."""
+  print(msg, file=sys.stderr, flush=True)
 
 
 def _json_default(obj):

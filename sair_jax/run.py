@@ -9,10 +9,7 @@ atomically, update the manifest.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
-import sys
 import time
 import zlib
 
@@ -21,206 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from sair_jax import degradation, inputs, masks, objective, outputs, report, solver
-from sair_jax.image_io import ImageIOError, read_image
+from sair_jax import degradation, inputs, inversion, masks, objective, outputs, report, solver
+from sair_jax.image_io import ImageIOError, read_image, resize_square
 from sair_jax.networks import Networks, load_networks
+from sair_jax.outputs import log
 
 
 class RunError(Exception):
   """A problem with the run as a whole (not one image). One line (or a short list)."""
 
 
-def log(msg: str) -> None:
-  print(msg, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------------------------
-# Objective from the config
-# ------------------------------------------------------------------------------------------
-
-
-def objective_spec(config, nets: Networks, factor: int, *, projection: bool = False
-                   ) -> objective.ObjectiveSpec:
-  """The static objective the config describes (or the reference-projection objective)."""
-  loss, sol = config.loss, config.solver
-  meta = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                      for k, v in nets.arcface.meta.items()))
-  common = dict(g_arch=nets.g.arch, arcface_meta=meta, factor=factor,
-                output=sol.output, identity_variant=sol.identity_variant,
-                compute_dtype=sol.compute_dtype, remat=sol.remat)
-  if projection:  # match the reference image at low resolution; identity as a helper
-    return objective.ObjectiveSpec(weights=(("fidelity", 1.0), ("identity", 0.1)),
-                                   noise="const", **common)
-  weights = tuple((t, float(loss[t])) for t in objective.TERMS if float(loss[t]) != 0.0)
-  return objective.ObjectiveSpec(
-      weights=weights, noise=sol.noise,
-      fidelity_clamp=loss.fidelity_clamp if loss.fidelity_clamp >= 0 else None,
-      jpeg_quality=config.degradation.jpeg_quality if config.degradation.jpeg_quality > 0
-      else None,
-      blur_sigma=config.degradation.blur_sigma or None,
-      expression_variant=loss.expression_variant, expression_gamma=loss.expression_gamma,
-      histogram_variant=loss.histogram_variant, histogram_bins=loss.histogram_bins,
-      histogram_size=min(loss.histogram_size, nets.g.resolution), **common)
-
-
 def image_seed(config, name: str) -> int:
   """Per-image seed from the run seed and the file name (independent of batch composition)."""
   return (zlib.crc32(name.encode()) + 7919 * int(config.solver.seed)) % (2**31)
-
-
-def _pad(array: np.ndarray, size: int) -> np.ndarray:
-  """Pads the leading axis to ``size`` by repeating the first entry (results discarded)."""
-  if array.shape[0] == size:
-    return array
-  reps = np.repeat(array[:1], size - array.shape[0], axis=0)
-  return np.concatenate([array, reps], axis=0)
-
-
-def _resize(img: np.ndarray, size: int, resample=Image.BICUBIC) -> np.ndarray:
-  if img.shape[0] == size and img.shape[1] == size:
-    return img
-  pil = Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
-  return np.asarray(pil.resize((size, size), resample), np.float32) / 255.0
-
-
-# ------------------------------------------------------------------------------------------
-# Reference latents
-# ------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Reference:
-  w: np.ndarray  # [L, D]
-  image: np.ndarray  # [H, W, 3] in [0, 1] at the generator's resolution
-  method: str  # 'e4e' | 'projection' | 'latent'
-
-
-def _latent_from_file(path: str, item: inputs.Item, n_latent: int, w_dim: int) -> np.ndarray:
-  if path.lower().endswith(".npy"):
-    try:
-      w = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"{path}: unreadable .npy ({e})") from None
-  else:
-    from converters.torch_reader import load_torch_file
-    obj = load_torch_file(path)
-    if isinstance(obj, dict):  # the authors' latents.pt: one W+ per name, or a single one
-      key = next((k for k in (item.name, inputs.stem(path)) if k in obj), None)
-      obj = obj[key] if key is not None else next(
-          (v for v in obj.values() if isinstance(v, np.ndarray)), None)
-    if not isinstance(obj, np.ndarray):
-      raise ValueError(f"{path}: no W+ tensor found")
-    w = obj
-  w = np.asarray(w, np.float32)
-  if w.ndim == 3 and w.shape[0] == 1:
-    w = w[0]
-  if w.ndim == 1:
-    w = np.repeat(w[None], n_latent, axis=0)
-  if w.shape != (n_latent, w_dim):
-    raise ValueError(f"{path}: W+ has shape {w.shape}, the generator needs ({n_latent}, {w_dim})")
-  return w
-
-
-class References:
-  """Turns reference files into (W+, image), batching inversions and caching them on disk."""
-
-  def __init__(self, config, nets: Networks, folder: outputs.RunFolder,
-               mesh: jax.sharding.Mesh):
-    self.config, self.nets, self.folder, self.mesh = config, nets, folder, mesh
-    self.res = nets.g.resolution
-    self._projector = None
-
-  def _cache_path(self, path: str, method: str) -> str:
-    st = os.stat(path)
-    key = f"{os.path.abspath(path)}|{st.st_mtime_ns}|{st.st_size}|{method}|{self.res}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    return os.path.join(self.folder.root, "cache", f"ref-{inputs.stem(path)}-{digest}.npy")
-
-  def resolve(self, items: list[inputs.Item], failures: dict) -> dict[str, Reference]:
-    """Reference of every item (failures recorded per item name)."""
-    g = self.nets.g
-    method = "e4e" if self.nets.e4e is not None else "projection"
-    out: dict[str, Reference] = {}
-    to_invert: list[tuple[inputs.Item, np.ndarray, str]] = []
-    for item in items:
-      try:
-        if item.reference_is_latent:
-          w = _latent_from_file(item.reference, item, g.n_latent, g.w_dim)
-          img = np.asarray(jax.device_get(self._render(w[None])))[0]
-          out[item.name] = Reference(w, img, "latent")
-          continue
-        img = read_image(item.reference)
-        if img.shape[0] != img.shape[1]:
-          raise ValueError(f"{item.reference}: reference is {img.shape[1]}x{img.shape[0]}, "
-                           "expected a square aligned face (python -m sair_jax.align)")
-        img = _resize(img, self.res)
-        cache = self._cache_path(item.reference, method)
-        if os.path.isfile(cache):
-          out[item.name] = Reference(np.load(cache), img, method)
-        else:
-          to_invert.append((item, img, cache))
-      except (ImageIOError, ValueError, OSError) as e:
-        failures[item.name] = str(e)
-    if to_invert:
-      images = np.stack([img for _, img, _ in to_invert])
-      ws = self._invert(images, method)
-      for (item, img, cache), w in zip(to_invert, ws):
-        outputs.write_npy(cache, w)
-        out[item.name] = Reference(w, img, method)
-    return out
-
-  def _render(self, w):
-    return objective.render(self._spec(), self.nets.params(), jnp.asarray(w[0]), None)[None]
-
-  def _spec(self):
-    return objective_spec(self.config, self.nets, 1, projection=True)
-
-  def _invert(self, images: np.ndarray, method: str) -> np.ndarray:
-    g = self.nets.g
-    if method == "e4e":
-      w = np.asarray(self.nets.e4e.encode_faces(jnp.asarray(images)))
-      if w.shape[1:] != (g.n_latent, g.w_dim):
-        raise RunError(f"e4e gives W+ {w.shape[1:]}, the generator needs "
-                       f"({g.n_latent}, {g.w_dim}); check config.checkpoints.e4e")
-      return w
-    return self._project(images)
-
-  def _project(self, images: np.ndarray) -> np.ndarray:
-    """Optimisation-based inversion (no e4e): fit G(w) to the reference from w_avg."""
-    cfg, g = self.config, self.nets.g
-    size = min(cfg.projection.size, self.res)
-    factor = self.res // size
-    log(f"projecting {len(images)} reference(s) onto the generator "
-        f"({cfg.projection.steps} steps; convert e4e for a faster, better start)")
-    spec = objective_spec(cfg, self.nets, factor, projection=True)
-    sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
-                        lr=cfg.projection.lr, mesh=self.mesh)
-    b = len(images)
-    padded = -(-b // sol.n_devices) * sol.n_devices
-    x = jnp.asarray(_pad(images, padded))
-    lq = degradation.bicubic_downsample(x, factor) if factor > 1 else x
-    emb = jax.vmap(lambda im: objective.embed(spec, sol.nets, im))(x)
-    w0 = jnp.broadcast_to(g.w_avg, (padded, g.n_latent, g.w_dim))
-    target = _target(lq, emb, w0, None, None, None, 8)
-    state = sol.init(w0, np.arange(padded))
-    state, _, _ = solver.optimise(sol, state, sol.shard(target), chunk=cfg.solver.chunk)
-    return np.asarray(jax.device_get(state.w))[:b]
-
-
-def _target(lq, emb, w_ref, direction, expression_on, lq_hist, hist_size,
-            mask=None) -> objective.Target:
-  b = lq.shape[0]
-  zeros_w = jnp.zeros_like(w_ref)
-  return objective.Target(
-      lq=jnp.asarray(lq, jnp.float32), ref_embedding=jnp.asarray(emb, jnp.float32),
-      w_ref=jnp.asarray(w_ref, jnp.float32),
-      direction=zeros_w if direction is None else jnp.asarray(direction, jnp.float32),
-      expression_on=jnp.zeros((b,)) if expression_on is None else jnp.asarray(expression_on,
-                                                                                jnp.float32),
-      mask=jnp.ones((b, hist_size, hist_size)) if mask is None else jnp.asarray(mask),
-      lq_hist=jnp.zeros((b, hist_size, hist_size, 3)) if lq_hist is None else
-      jnp.asarray(lq_hist, jnp.float32),
-      histogram_on=jnp.zeros((b,)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,13 +50,13 @@ class Restorer:
                      f"resolution {g.resolution}")
     self.lq_size, self.factor = lq_size, g.resolution // lq_size
     self.mesh = solver.batch_mesh()
-    self.spec = objective_spec(config, nets, self.factor)
+    self.spec = objective.spec_from_config(config, nets, self.factor)
     self.solver = solver.Solver(self.spec, nets.params(), steps=config.solver.steps,
                                 lr=config.solver.lr, schedule=config.solver.schedule,
                                 mesh=self.mesh)
     n_dev = self.solver.n_devices
     self.batch = -(-int(config.solver.batch_size) // n_dev) * n_dev
-    self.references = References(config, nets, folder, self.mesh)
+    self.references = inversion.References(config, nets, folder, self.mesh)
     self.detector = None
     self._pool = None
     self.pool_choices = manifest.setdefault("pool_choices", {})
@@ -265,7 +75,7 @@ class Restorer:
   def _embed_faces(self, faces01) -> np.ndarray:
     """ArcFace features of faces [B, S, S, 3] in [0, 1], resized to the generator's size."""
     res = self.nets.g.resolution
-    x = np.stack([_resize(np.asarray(f), res) for f in faces01])
+    x = np.stack([resize_square(np.asarray(f), res) for f in faces01])
     return np.asarray(self.embed(self.solver.nets, jnp.asarray(x)))
 
   def _choose_from_pool(self, loaded) -> None:
@@ -304,7 +114,7 @@ class Restorer:
 
   def _masks(self, images01: np.ndarray) -> np.ndarray:
     size = self.spec.histogram_size
-    small = np.stack([_resize(im, size, Image.BILINEAR) for im in images01])
+    small = np.stack([resize_square(im, size, Image.BILINEAR) for im in images01])
     return masks.face_masks(small, self.detector, value_range=(0.0, 1.0)).masks
 
   def restore_batch(self, items: list[inputs.Item], index: int, total: int) -> None:
@@ -341,15 +151,15 @@ class Restorer:
     cfg, g, sol = self.config, self.nets.g, self.solver
     b = self.batch
     hs = self.spec.histogram_size
-    lq = _pad(np.stack([r[1] for r in rows]), b)
-    ref_img = _pad(np.stack([r[2].image for r in rows]), b)
-    w_ref = _pad(np.stack([r[2].w for r in rows]), b)
-    direction = _pad(np.stack([r[3] for r in rows]), b)
-    on = _pad(np.asarray([r[4] for r in rows], np.float32), b)
-    lq_hist = np.stack([_resize(x, hs) for x in lq])
+    lq = solver.pad_batch(np.stack([r[1] for r in rows]), b)
+    ref_img = solver.pad_batch(np.stack([r[2].image for r in rows]), b)
+    w_ref = solver.pad_batch(np.stack([r[2].w for r in rows]), b)
+    direction = solver.pad_batch(np.stack([r[3] for r in rows]), b)
+    on = solver.pad_batch(np.asarray([r[4] for r in rows], np.float32), b)
+    lq_hist = np.stack([resize_square(x, hs) for x in lq])
     emb = self.embed(sol.nets, jnp.asarray(ref_img))
-    seeds = _pad(np.asarray([image_seed(cfg, r[0].name) for r in rows], np.uint32), b)
-    target = sol.shard(_target(lq, emb, w_ref, direction, on, lq_hist, hs))
+    seeds = solver.pad_batch(np.asarray([image_seed(cfg, r[0].name) for r in rows], np.uint32), b)
+    target = sol.shard(objective.make_target(lq, emb, w_ref, direction, on, lq_hist, hs))
     state = sol.init(w_ref, seeds)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
 
@@ -402,8 +212,9 @@ class Restorer:
           expression_requested=item.expression, final_losses=final,
           thresholds=dict(cfg.report), name=item.name)
       rep.update(reference_method=ref.method, expression_gamma=float(gammas[i]),
-                 untrained_networks=self.nets.untrained)
-      panels = [_resize(lq_i, g.resolution, Image.BICUBIC), ref.image, restored[i]]
+                 untrained_networks=self.nets.untrained,
+                 pool_choice=self.pool_choices.get(item.name))
+      panels = [resize_square(lq_i, g.resolution, Image.BICUBIC), ref.image, restored[i]]
       if item.gt:
         try:
           panels.append(read_image(item.gt))

@@ -247,6 +247,8 @@ def test_reference_pool_mode(tmp_path, smoke_data):
   pool_files = {str(p) for p in pool.iterdir()}
   for name, choice in manifest["pool_choices"].items():
     assert choice["reference"] in pool_files and -1.0 <= choice["similarity"] <= 1.0
+    rep = json.loads((out / "reports" / f"{name}.json").read_text())
+    assert rep["pool_choice"] == choice
   assert (out / "cache" / "pool.npz").exists()
 
 

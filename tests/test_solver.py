@@ -8,14 +8,13 @@ import pytest
 from configs import smoke
 from sair_jax import objective, solver
 from sair_jax.networks import untrained_networks
-from sair_jax.run import _target, objective_spec
 
 
 @pytest.fixture(scope="module")
 def setup():
   config = smoke.get_config()
   nets = untrained_networks(config)
-  spec = objective_spec(config, nets, factor=4)
+  spec = objective.spec_from_config(config, nets, factor=4)
   g = nets.g
   z = jax.random.normal(jax.random.PRNGKey(0), (3, g.z_dim))
   w_true = g.to_wplus(g.mapping(z))
@@ -25,7 +24,7 @@ def setup():
   lq = jax.vmap(lambda x: jax.image.resize(x, (16, 16, 3), "linear"))(gt)
   emb = jax.vmap(lambda x: objective.embed(spec, sol.nets, x))(gt)
   hs = spec.histogram_size
-  target = _target(lq, emb, w_ref, None, None, jnp.zeros((3, hs, hs, 3)), hs)
+  target = objective.make_target(lq, emb, w_ref, lq_hist=jnp.zeros((3, hs, hs, 3)), hist_size=hs)
   return sol, target, w_ref
 
 

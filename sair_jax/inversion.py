@@ -1,0 +1,143 @@
+"""Reference latents: turning each reference file into the W+ code w_z and the image Z.
+
+A reference is an aligned face image, inverted with the e4e encoder when one is loaded and
+otherwise by an optimisation-based projection onto the generator (the restoration solver with a
+projection objective); or a W+ code given directly (``.npy`` [L, D], or the authors'
+``latents.pt``). Inversions are batched and cached under ``OUT/cache/`` (keyed by the file's
+path, size, modification time, the method and the generator resolution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sair_jax import degradation, inputs, objective, outputs, solver
+from sair_jax.image_io import ImageIOError, read_image, resize_square
+from sair_jax.networks import Networks
+from sair_jax.outputs import log
+
+
+
+
+@dataclasses.dataclass
+class Reference:
+  w: np.ndarray  # [L, D]
+  image: np.ndarray  # [H, W, 3] in [0, 1] at the generator's resolution
+  method: str  # 'e4e' | 'projection' | 'latent'
+
+
+def _latent_from_file(path: str, item: inputs.Item, n_latent: int, w_dim: int) -> np.ndarray:
+  if path.lower().endswith(".npy"):
+    try:
+      w = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise ValueError(f"{path}: unreadable .npy ({e})") from None
+  else:
+    from converters.torch_reader import load_torch_file
+    obj = load_torch_file(path)
+    if isinstance(obj, dict):  # the authors' latents.pt: one W+ per name, or a single one
+      key = next((k for k in (item.name, inputs.stem(path)) if k in obj), None)
+      obj = obj[key] if key is not None else next(
+          (v for v in obj.values() if isinstance(v, np.ndarray)), None)
+    if not isinstance(obj, np.ndarray):
+      raise ValueError(f"{path}: no W+ tensor found")
+    w = obj
+  w = np.asarray(w, np.float32)
+  if w.ndim == 3 and w.shape[0] == 1:
+    w = w[0]
+  if w.ndim == 1:
+    w = np.repeat(w[None], n_latent, axis=0)
+  if w.shape != (n_latent, w_dim):
+    raise ValueError(f"{path}: W+ has shape {w.shape}, the generator needs ({n_latent}, {w_dim})")
+  return w
+
+
+class References:
+  """Turns reference files into (W+, image), batching inversions and caching them on disk."""
+
+  def __init__(self, config, nets: Networks, folder: outputs.RunFolder,
+               mesh: jax.sharding.Mesh):
+    self.config, self.nets, self.folder, self.mesh = config, nets, folder, mesh
+    self.res = nets.g.resolution
+
+  def _cache_path(self, path: str, method: str) -> str:
+    st = os.stat(path)
+    key = f"{os.path.abspath(path)}|{st.st_mtime_ns}|{st.st_size}|{method}|{self.res}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return os.path.join(self.folder.root, "cache", f"ref-{inputs.stem(path)}-{digest}.npy")
+
+  def resolve(self, items: list[inputs.Item], failures: dict) -> dict[str, Reference]:
+    """Reference of every item (failures recorded per item name)."""
+    g = self.nets.g
+    method = "e4e" if self.nets.e4e is not None else "projection"
+    out: dict[str, Reference] = {}
+    to_invert: list[tuple[inputs.Item, np.ndarray, str]] = []
+    for item in items:
+      try:
+        if item.reference_is_latent:
+          w = _latent_from_file(item.reference, item, g.n_latent, g.w_dim)
+          img = np.asarray(jax.device_get(self._render(w[None])))[0]
+          out[item.name] = Reference(w, img, "latent")
+          continue
+        img = read_image(item.reference)
+        if img.shape[0] != img.shape[1]:
+          raise ValueError(f"{item.reference}: reference is {img.shape[1]}x{img.shape[0]}, "
+                           "expected a square aligned face (python -m sair_jax.align)")
+        img = resize_square(img, self.res)
+        cache = self._cache_path(item.reference, method)
+        if os.path.isfile(cache):
+          out[item.name] = Reference(np.load(cache), img, method)
+        else:
+          to_invert.append((item, img, cache))
+      except (ImageIOError, ValueError, OSError) as e:
+        failures[item.name] = str(e)
+    if to_invert:
+      images = np.stack([img for _, img, _ in to_invert])
+      ws = self._invert(images, method)
+      for (item, img, cache), w in zip(to_invert, ws):
+        outputs.write_npy(cache, w)
+        out[item.name] = Reference(w, img, method)
+    return out
+
+  def _render(self, w):
+    return objective.render(self._spec(), self.nets.params(), jnp.asarray(w[0]), None)[None]
+
+  def _spec(self):
+    return objective.spec_from_config(self.config, self.nets, 1, projection=True)
+
+  def _invert(self, images: np.ndarray, method: str) -> np.ndarray:
+    g = self.nets.g
+    if method == "e4e":
+      w = np.asarray(self.nets.e4e.encode_faces(jnp.asarray(images)))
+      if w.shape[1:] != (g.n_latent, g.w_dim):
+        raise ValueError(f"e4e gives W+ {w.shape[1:]}, the generator needs "
+                       f"({g.n_latent}, {g.w_dim}); check config.checkpoints.e4e")
+      return w
+    return self._project(images)
+
+  def _project(self, images: np.ndarray) -> np.ndarray:
+    """Optimisation-based inversion (no e4e): fit G(w) to the reference from w_avg."""
+    cfg, g = self.config, self.nets.g
+    size = min(cfg.projection.size, self.res)
+    factor = self.res // size
+    log(f"projecting {len(images)} reference(s) onto the generator "
+        f"({cfg.projection.steps} steps; convert e4e for a faster, better start)")
+    spec = objective.spec_from_config(cfg, self.nets, factor, projection=True)
+    sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
+                        lr=cfg.projection.lr, mesh=self.mesh)
+    b = len(images)
+    padded = -(-b // sol.n_devices) * sol.n_devices
+    x = jnp.asarray(solver.pad_batch(images, padded))
+    lq = degradation.bicubic_downsample(x, factor) if factor > 1 else x
+    emb = jax.vmap(lambda im: objective.embed(spec, sol.nets, im))(x)
+    w0 = jnp.broadcast_to(g.w_avg, (padded, g.n_latent, g.w_dim))
+    target = objective.make_target(lq, emb, w0, None, None, None, 8)
+    state = sol.init(w0, np.arange(padded))
+    state, _, _ = solver.optimise(sol, state, sol.shard(target), chunk=cfg.solver.chunk)
+    return np.asarray(jax.device_get(state.w))[:b]
