@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
-                               src_dst_program)
+                               src_dst_program, unwrap_state_dict)
 
 KIND = "arcface_iresnet"
 # arcface_torch: every BatchNorm is built with eps=1e-05 (BatchNorm2d and the BatchNorm1d
@@ -68,21 +68,7 @@ def is_ignored(key: str) -> bool:
 
 
 def _state_dict(obj: Any, source: str) -> dict:
-  """The IResNet state dict inside ``obj``: the file itself, or under 'state_dict', with any
-  DataParallel 'module.' prefix removed."""
-  if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-    obj = obj["state_dict"]
-  if not isinstance(obj, Mapping):
-    raise ConversionError(f"{source}: not an arcface_torch IResNet state dict "
-                          f"(holds a {type(obj).__name__})")
-  state = dict(obj)
-  if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-    state = {k[len("module."):]: v for k, v in state.items()}
-  if "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
-    raise ConversionError(f"{source}: not an arcface_torch IResNet state dict (no 'conv1.weight' "
-                          "/ 'layer1.0.conv1.weight'; found keys like "
-                          f"{sorted(map(str, state))[:3]})")
-  return state
+  return unwrap_state_dict(obj, source, "arcface_torch IResNet", ('conv1.weight', 'layer1.0.conv1.weight'))
 
 
 def infer_meta(state: Mapping[str, Any], source: str) -> dict:

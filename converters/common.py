@@ -49,6 +49,23 @@ class TensorTable:
           f"{self.source}: {len(left)} tensors were not used by the conversion: {left[:5]}{more}")
 
 
+def unwrap_state_dict(obj, source: str, what: str, required: tuple[str, ...]) -> dict:
+  """The state dict inside a loaded torch file: the object itself or its 'state_dict', with a
+  DataParallel 'module.' prefix removed; refuses one without the ``required`` keys."""
+  if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+    obj = obj["state_dict"]
+  if not isinstance(obj, Mapping):
+    raise ConversionError(f"{source}: not an {what} state dict (holds a {type(obj).__name__})")
+  state = dict(obj)
+  if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+    state = {k[len("module."):]: v for k, v in state.items()}
+  if not all(k in state for k in required):
+    raise ConversionError(f"{source}: not an {what} state dict (no "
+                          + " / ".join(f"'{k}'" for k in required)
+                          + f"; found keys like {sorted(map(str, state))[:3]})")
+  return state
+
+
 def read_source(path: str) -> object:
   """Reads a torch file for conversion (errors are one-line and name the file)."""
   return load_torch_file(path)

@@ -18,14 +18,14 @@ Tensor conversions:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
-                               src_dst_program)
+                               src_dst_program, unwrap_state_dict)
 from sair_jax.nets import inception
 
 KIND = "fid_inception"
@@ -38,19 +38,7 @@ def is_ignored(key: str) -> bool:
 
 
 def _state_dict(obj: Any, source: str) -> dict:
-  if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-    obj = obj["state_dict"]
-  if not isinstance(obj, Mapping):
-    raise ConversionError(f"{source}: not an Inception-v3 state dict (holds a "
-                          f"{type(obj).__name__})")
-  state = dict(obj)
-  if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-    state = {k[len("module."):]: v for k, v in state.items()}
-  if "Conv2d_1a_3x3.conv.weight" not in state or "Mixed_7c.branch_pool.conv.weight" not in state:
-    raise ConversionError(f"{source}: not an FID-Inception state dict (no "
-                          "'Conv2d_1a_3x3.conv.weight' / 'Mixed_7c.branch_pool.conv.weight'; "
-                          f"found keys like {sorted(map(str, state))[:3]})")
-  return state
+  return unwrap_state_dict(obj, source, "FID-Inception", ('Conv2d_1a_3x3.conv.weight', 'Mixed_7c.branch_pool.conv.weight'))
 
 
 def expected_shapes(widths: list) -> Any:
