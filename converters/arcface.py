@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
-                               src_dst_program, unwrap_state_dict)
+from converters.common import (ConversionError, TensorTable, src_dst_program, torch_file_converter,
+                               unwrap_state_dict)
 
 KIND = "arcface_iresnet"
 # arcface_torch: every BatchNorm is built with eps=1e-05 (BatchNorm2d and the BatchNorm1d
@@ -138,19 +138,13 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
   return params, meta
 
 
-def convert_file(src: str, dst: str) -> dict:
-  """Reads ``src``, converts it and writes the checkpoint directory ``dst``; returns meta."""
-  return convert_torch_file(convert, src, dst, KIND)
+def describe(meta: dict) -> str:
+  """What was converted, for the command's success line."""
+  depth = f"IResNet-{meta['depth']}" if meta["depth"] else f"IResNet {meta['layers']}"
+  return f"{depth}, {meta['embedding_size']}-d features"
 
 
-def cli(src: str, dst: str) -> None:
-  """Converts with one-line errors and exit status 1 on failure."""
-  def run():
-    meta = convert_file(src, dst)
-    depth = f"IResNet-{meta['depth']}" if meta["depth"] else f"IResNet {meta['layers']}"
-    print(f"converted {depth}, {meta['embedding_size']}-d features -> {dst}")
-  run_cli(run)
-
+convert_file, cli = torch_file_converter(convert, KIND, describe)
 
 if __name__ == "__main__":
   src_dst_program(cli, "arcface_torch IResNet state dict (e.g. iresnet50.pth)")

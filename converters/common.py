@@ -94,6 +94,19 @@ def convert_torch_file(convert: Callable, src: str, dst: str, kind: str) -> dict
   return meta
 
 
+def torch_file_converter(convert: Callable, kind: str, describe: Callable[[dict], str]):
+  """The two public entry points of a converter of one torch file, ``(convert_file, cli)``:
+  ``convert_file(src, dst) -> meta`` writes the checkpoint, ``cli(src, dst)`` does the same with
+  one-line errors and prints ``converted <describe(meta)> -> dst``."""
+  def convert_file(src: str, dst: str) -> dict:
+    return convert_torch_file(convert, src, dst, kind)
+
+  def cli(src: str, dst: str) -> None:
+    run_cli(lambda: print(f"converted {describe(convert_file(src, dst))} -> {dst}"))
+
+  return convert_file, cli
+
+
 def src_dst_program(cli: Callable[[str, str], None], src_help: str) -> None:
   """Runs ``cli(--src, --dst)`` as an absl program (flags defined only when run as one)."""
   from absl import app, flags

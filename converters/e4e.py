@@ -24,8 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from converters.arcface import batch_norm, conv_kernel, is_ignored, prelu, shape_of
-from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
-                               src_dst_program)
+from converters.common import ConversionError, TensorTable, src_dst_program, torch_file_converter
 
 KIND = "e4e_encoder"
 PREFIX = "encoder."
@@ -174,19 +173,13 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
   return params, meta
 
 
-def convert_file(src: str, dst: str) -> dict:
-  """Reads ``src``, converts it and writes the checkpoint directory ``dst``; returns meta."""
-  return convert_torch_file(convert, src, dst, KIND)
+def describe(meta: dict) -> str:
+  """What was converted, for the command's success line."""
+  return (f"e4e encoder ({len(meta['blocks'])} IR-SE blocks, "
+          f"{meta['n_styles']} x {meta['w_dim']} W+)")
 
 
-def cli(src: str, dst: str) -> None:
-  """Converts with one-line errors and exit status 1 on failure."""
-  def run():
-    meta = convert_file(src, dst)
-    print(f"converted e4e encoder ({len(meta['blocks'])} IR-SE blocks, "
-          f"{meta['n_styles']} x {meta['w_dim']} W+) -> {dst}")
-  run_cli(run)
-
+convert_file, cli = torch_file_converter(convert, KIND, describe)
 
 if __name__ == "__main__":
   src_dst_program(cli, "encoder4editing checkpoint (e.g. e4e_ffhq_encode.pt)")

@@ -21,12 +21,11 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from converters.common import (ConversionError, TensorTable, convert_torch_file, run_cli,
-                               src_dst_program, unwrap_state_dict)
-from sair_jax.nets import inception
+from converters.common import (ConversionError, TensorTable, src_dst_program, torch_file_converter,
+                               unwrap_state_dict)
+from sair_jax.nets import inception, layers
 
 KIND = "fid_inception"
 
@@ -44,10 +43,7 @@ def _state_dict(obj: Any, source: str) -> dict:
 def expected_shapes(widths: list) -> Any:
   """Parameter shape tree of the FID-Inception with these per-conv output widths."""
   module = inception.FIDInception(tuple((k, int(v)) for k, v in widths))
-  tree = jax.eval_shape(module.init, jax.random.PRNGKey(0),
-                        jax.ShapeDtypeStruct((1, inception.INPUT_SIZE, inception.INPUT_SIZE, 3),
-                                             jnp.float32))["params"]
-  return jax.tree_util.tree_map(lambda s: tuple(s.shape), tree)
+  return layers.param_shapes(module, inception.INPUT_SIZE)
 
 
 def convert(obj: Any, source: str) -> tuple[dict, dict]:
@@ -92,18 +88,12 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
   return params, meta
 
 
-def convert_file(src: str, dst: str) -> dict:
-  """Reads ``src``, converts it and writes the checkpoint directory ``dst``; returns meta."""
-  return convert_torch_file(convert, src, dst, KIND)
+def describe(meta: dict) -> str:
+  """What was converted, for the command's success line."""
+  return f"FID-Inception ({meta['pool3_dim']}-d pool3)"
 
 
-def cli(src: str, dst: str) -> None:
-  """Converts with one-line errors and exit status 1 on failure."""
-  def run():
-    meta = convert_file(src, dst)
-    print(f"converted FID-Inception ({meta['pool3_dim']}-d pool3) -> {dst}")
-  run_cli(run)
-
+convert_file, cli = torch_file_converter(convert, KIND, describe)
 
 if __name__ == "__main__":
   src_dst_program(cli, "pytorch-fid weights (pt_inception-2015-12-05-6726825d.pth)")

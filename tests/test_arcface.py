@@ -4,9 +4,6 @@ Relative error here is max|a - b| / max|b| over the whole output (b the referenc
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -21,7 +18,6 @@ from sair_jax import checkpoint
 from sair_jax.nets import arcface
 from sair_jax.nets.layers import interpolation_matrix
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -87,36 +83,6 @@ def test_converter_is_strict(edit, message):
   edit(state)
   with pytest.raises(ConversionError, match=message):
     converter.convert(state, src)
-
-
-def _truncated(tmp_path):
-  data = fixture("iresnet_1111.pth").read_bytes()
-  path = tmp_path / "truncated.pth"
-  path.write_bytes(data[: len(data) // 2])
-  return path
-
-
-@pytest.mark.parametrize("make_src, message", [
-    (lambda tmp: fixture("e4e_narrow_a.pt"), "not an arcface_torch IResNet"),
-    (_truncated, "truncated.pth"),
-    (lambda tmp: tmp / "absent.pth", "no such file"),
-])
-def test_converter_errors_are_one_line(tmp_path, capsys, make_src, message):
-  src, dst = make_src(tmp_path), tmp_path / "out"
-  with pytest.raises(SystemExit) as exit_info:
-    converter.cli(str(src), str(dst))
-  assert exit_info.value.code == 1
-  err = capsys.readouterr().err
-  assert err.startswith("error: ") and err.count("\n") == 1 and message in err
-  assert not dst.exists()
-
-
-def test_cli_entry_point_reports_wrong_file(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "converters.arcface", "--src", str(fixture("e4e_narrow_a.pt")),
-       "--dst", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 1
-  assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
 
 
 def test_load_refuses_meta_that_does_not_match_params(converted, tmp_path):

@@ -3,10 +3,6 @@
 Relative error here is max|a - b| / max|b| over the whole output (b the reference).
 """
 
-import os
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -21,7 +17,6 @@ from sair_jax import checkpoint
 from sair_jax.nets import e4e
 from sair_jax.nets.layers import interpolation_matrix
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = "e4e_narrow_a.pt"
 
 
@@ -126,36 +121,6 @@ def test_decoder_tensors_are_ignored(source):
   source["state_dict"]["decoder.style.1.weight"] = np.zeros((4, 4), np.float32)
   params, meta = converter.convert(source, SRC)
   assert meta["n_styles"] == 18 and "decoder" not in params
-
-
-def _truncated(tmp_path):
-  data = fixture(SRC).read_bytes()
-  path = tmp_path / "truncated.pt"
-  path.write_bytes(data[: len(data) // 2])
-  return path
-
-
-@pytest.mark.parametrize("make_src, message", [
-    (lambda tmp: fixture("iresnet_1111.pth"), "not an e4e checkpoint"),
-    (_truncated, "truncated.pt"),
-    (lambda tmp: tmp / "absent.pt", "no such file"),
-])
-def test_converter_errors_are_one_line(tmp_path, capsys, make_src, message):
-  src, dst = make_src(tmp_path), tmp_path / "out"
-  with pytest.raises(SystemExit) as exit_info:
-    converter.cli(str(src), str(dst))
-  assert exit_info.value.code == 1
-  err = capsys.readouterr().err
-  assert err.startswith("error: ") and err.count("\n") == 1 and message in err
-  assert not dst.exists()
-
-
-def test_cli_entry_point_reports_wrong_file(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "converters.e4e", "--src", str(fixture("iresnet_1111.pth")),
-       "--dst", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 1
-  assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
 
 
 def test_load_refuses_another_networks_checkpoint(tmp_path):

@@ -4,7 +4,7 @@ FID-Inception golden features (from ../shared: 44 MB, skipped when absent)."""
 import numpy as np
 import pytest
 
-from conftest import fixture, shared
+from conftest import shared
 from converters import fid_inception as converter
 from converters.common import ConversionError
 from converters.torch_reader import load_torch_file
@@ -149,9 +149,3 @@ def test_converter_is_strict(fid_state, edit, message):
     with pytest.raises(ConversionError, match=message):
       converter.convert(state, src)
 
-
-def test_converter_refuses_another_network(tmp_path, capsys):
-  with pytest.raises(SystemExit):
-    converter.cli(str(fixture("lpips_alexnet_features.pth")), str(tmp_path / "out"))
-  err = capsys.readouterr().err
-  assert err.startswith("error: ") and "not an FID-Inception" in err and err.count("\n") == 1

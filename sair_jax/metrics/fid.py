@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sair_jax import checkpoint
-from sair_jax.nets import inception
+from sair_jax.nets import inception, layers
 
 KIND = "fid_inception"
 
@@ -45,10 +45,7 @@ def build(meta: dict) -> inception.FIDInception:
 
 def param_shapes(meta: dict) -> Any:
   """Shape tree (tuples) of the parameters ``meta`` describes."""
-  size = inception.INPUT_SIZE
-  tree = jax.eval_shape(build(meta).init, jax.random.PRNGKey(0),
-                        jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))["params"]
-  return jax.tree_util.tree_map(lambda s: tuple(s.shape), tree)
+  return layers.param_shapes(build(meta), inception.INPUT_SIZE)
 
 
 def apply(params: Any, meta: dict, images01):

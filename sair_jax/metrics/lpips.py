@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from sair_jax import checkpoint
-from sair_jax.nets import alexnet
+from sair_jax.nets import alexnet, layers
 
 KIND = "lpips_alex"
 SHIFT = (-0.030, -0.088, -0.188)  # LPIPS ScalingLayer, on [-1, 1] inputs
@@ -40,10 +40,7 @@ def build(meta: dict) -> alexnet.AlexNetFeatures:
 
 def param_shapes(meta: dict) -> Any:
   """Shape tree (tuples) of the parameters ``meta`` describes."""
-  side = alexnet.min_input_side()
-  net = jax.eval_shape(build(meta).init, jax.random.PRNGKey(0),
-                       jax.ShapeDtypeStruct((1, side, side, 3), jnp.float32))["params"]
-  return {"net": jax.tree_util.tree_map(lambda s: tuple(s.shape), net),
+  return {"net": layers.param_shapes(build(meta), alexnet.min_input_side()),
           "lin": {f"lin{i}": {"w": (int(w),)} for i, w in enumerate(meta["widths"])}}
 
 

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from sair_jax import checkpoint
+from sair_jax.nets import layers
 from sair_jax.nets.layers import BatchNorm, PReLU, conv, resize_align_corners
 
 KIND = "arcface_iresnet"
@@ -100,10 +101,7 @@ def build(meta: dict) -> IResNet:
 
 def param_shapes(meta: dict) -> Any:
   """Shape tree (tuples) of the parameters ``meta`` describes, without allocating them."""
-  size = int(meta["input_size"])
-  tree = jax.eval_shape(build(meta).init, jax.random.PRNGKey(0),
-                        jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))["params"]
-  return jax.tree_util.tree_map(lambda s: tuple(s.shape), tree)
+  return layers.param_shapes(build(meta), int(meta["input_size"]))
 
 
 def _check_input(meta: dict, images) -> None:

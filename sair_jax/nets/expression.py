@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sair_jax import checkpoint
+from sair_jax.nets import layers
 from sair_jax.nets.layers import BatchNorm
 
 KIND = "expression_mini_xception"
@@ -136,9 +137,7 @@ class MiniXception(nn.Module):
 
 def param_shapes(arch: Arch) -> Any:
   """Shape tree (tuples) of the parameters of ``arch``, without allocating them."""
-  x = jax.ShapeDtypeStruct((1, arch.input_size, arch.input_size, arch.in_channels), jnp.float32)
-  tree = jax.eval_shape(MiniXception(arch).init, jax.random.PRNGKey(0), x)["params"]
-  return jax.tree_util.tree_map(lambda s: tuple(s.shape), tree)
+  return layers.param_shapes(MiniXception(arch), arch.input_size, arch.in_channels)
 
 
 def init_params(arch: Arch, rng: jax.Array) -> Any:

@@ -1,4 +1,4 @@
-"""Small inference-only blocks shared by the networks converted from PyTorch (ArcFace, e4e).
+"""Small inference-only blocks shared by the networks converted from other frameworks.
 
 Everything is NHWC with HWIO kernels. Batch norm is always in evaluation mode (running
 statistics are parameters, never updated), because every network here is a frozen,
@@ -99,3 +99,11 @@ def resize_align_corners(x, size: Sequence[int], method: str):
   mw = jnp.asarray(interpolation_matrix(w, size[1], method))  # [W', W]
   x = jnp.einsum("oh,bhwc->bowc", mh, x)  # [B, H', W, C]
   return jnp.einsum("pw,bowc->bopc", mw, x)  # [B, H', W', C]
+
+
+def param_shapes(module: nn.Module, side: int, channels: int = 3):
+  """Shape tree (tuples) of ``module``'s parameters for [1, side, side, channels] inputs,
+  traced with ``jax.eval_shape`` so nothing is allocated; loaders check checkpoints against it."""
+  x = jax.ShapeDtypeStruct((1, side, side, channels), jnp.float32)
+  tree = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)["params"]
+  return jax.tree_util.tree_map(lambda s: tuple(s.shape), tree)
