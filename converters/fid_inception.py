@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax
 import numpy as np
 
 from converters.common import (ConversionError, TensorTable, src_dst_program, torch_file_converter,
                                unwrap_state_dict)
-from sair_jax.nets import inception, layers
+from sair_jax import checkpoint
+from sair_jax.metrics import fid
+from sair_jax.nets import inception
 
 KIND = "fid_inception"
 
@@ -38,12 +39,6 @@ def is_ignored(key: str) -> bool:
 
 def _state_dict(obj: Any, source: str) -> dict:
   return unwrap_state_dict(obj, source, "FID-Inception", ('Conv2d_1a_3x3.conv.weight', 'Mixed_7c.branch_pool.conv.weight'))
-
-
-def expected_shapes(widths: list) -> Any:
-  """Parameter shape tree of the FID-Inception with these per-conv output widths."""
-  module = inception.FIDInception(tuple((k, int(v)) for k, v in widths))
-  return layers.param_shapes(module, inception.INPUT_SIZE)
 
 
 def convert(obj: Any, source: str) -> tuple[dict, dict]:
@@ -71,15 +66,10 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
                   "var": table.take(f"{path}.bn.running_var", (cout,))}
     widths.append([path, int(cout)])
   table.finish()
-  want = expected_shapes(widths)
-  got = jax.tree_util.tree_map(lambda a: tuple(a.shape), params)
-  if got != want:  # a conv's input width does not match what the previous layers produce
-    bad = [jax.tree_util.keystr(k) for (k, a), (_, b) in zip(
-        jax.tree_util.tree_leaves_with_path(got, is_leaf=lambda x: isinstance(x, tuple)),
-        jax.tree_util.tree_leaves_with_path(want, is_leaf=lambda x: isinstance(x, tuple)))
-           if a != b]
+  mismatch = checkpoint.shape_mismatch(params, fid.param_shapes({"widths": widths}))
+  if mismatch:  # a conv's input width does not match what the previous layers produce
     raise ConversionError(f"{source}: channel widths do not chain through the network "
-                          f"(first mismatch at {bad[:1] or 'tree structure'})")
+                          f"({mismatch})")
   last = ("branch1x1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_3a", "branch3x3dbl_3b",
           "branch_pool")  # the branches Mixed_7c concatenates into pool3
   pool3 = sum(w for k, w in widths if k in {f"Mixed_7c.{b}" for b in last})

@@ -88,8 +88,9 @@ def load(dst: str | os.PathLike, kind: str) -> tuple[Any, dict]:
   return params, meta
 
 
-def check_shapes(dst: str, params: Any, expected: Any) -> None:
-  """Refuses a parameter tree whose structure or shapes differ from ``expected`` (shape tree)."""
+def shape_mismatch(params: Any, expected: Any) -> str | None:
+  """How a parameter tree differs from ``expected`` (a tree of shape tuples): missing,
+  unexpected and wrong-shaped leaves, the first three of each; None when it matches."""
   got = {jax.tree_util.keystr(k): tuple(np.shape(v))
          for k, v in jax.tree_util.tree_leaves_with_path(params)}
   want = {jax.tree_util.keystr(k): tuple(v)
@@ -98,12 +99,18 @@ def check_shapes(dst: str, params: Any, expected: Any) -> None:
   missing = sorted(set(want) - set(got))
   extra = sorted(set(got) - set(want))
   wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
-  if missing or extra or wrong:
-    parts = []
-    if missing:
-      parts.append(f"missing {missing[:3]}")
-    if extra:
-      parts.append(f"unexpected {extra[:3]}")
-    if wrong:
-      parts.append(f"wrong shape {[(k, got[k], want[k]) for k in wrong[:3]]}")
-    raise CheckpointError(f"{dst}: parameters do not match the architecture: " + "; ".join(parts))
+  parts = []
+  if missing:
+    parts.append(f"missing {missing[:3]}")
+  if extra:
+    parts.append(f"unexpected {extra[:3]}")
+  if wrong:
+    parts.append(f"wrong shape {[(k, got[k], want[k]) for k in wrong[:3]]}")
+  return "; ".join(parts) or None
+
+
+def check_shapes(dst: str, params: Any, expected: Any) -> None:
+  """Refuses a parameter tree whose structure or shapes differ from ``expected`` (shape tree)."""
+  mismatch = shape_mismatch(params, expected)
+  if mismatch:
+    raise CheckpointError(f"{dst}: parameters do not match the architecture: {mismatch}")
