@@ -65,13 +65,21 @@ def get_config():
   c.solver.steps = 400
   c.solver.lr = 0.1
   c.solver.schedule = "constant"  # 'constant' | 'cosine_ramp'
-  c.solver.batch_size = 8  # images per compiled batch (padded to a multiple of the devices)
+  # Images per compiled batch. 0 = auto: the largest batch whose compiled program fits the
+  # device's memory (solver.memory_budget_gib on a CPU), rematerialising when that fits twice
+  # as many; a batch that still runs out of memory is halved and retried.
+  c.solver.batch_size = 0
+  c.solver.max_batch = 32  # auto never goes beyond this
+  c.solver.memory_budget_gib = 0.0  # > 0: memory per device for auto (0: the device's own)
   c.solver.chunk = 50  # steps per compiled call (progress is reported between chunks)
   c.solver.noise = "const"  # generator noise: 'const' | 'random' (fresh every step) | 'zero'
   c.solver.output = "clip"  # [-1, 1] -> [0, 1]: 'clip' | 'minmax'
   c.solver.identity_variant = "standard"  # ArcFace preprocessing: 'standard' | 'official'
-  c.solver.compute_dtype = "float32"  # 'bfloat16' for speed on GPUs
-  c.solver.remat = False
+  # 'auto' = sair_jax/backend_defaults.py: bfloat16 on GPUs, float32 elsewhere (W+, Adam and
+  # the losses are float32 either way).
+  c.solver.compute_dtype = "auto"
+  c.solver.remat = False  # rematerialise synthesis blocks (auto batch may turn it on)
+  c.solver.upconv = "auto"  # 'separable' | 'folded' 2x up layers (same result; see README)
   c.solver.seed = 0
 
   # Reference inversion when there is no e4e checkpoint (or with force_projection).

@@ -116,6 +116,12 @@ def convert(ckpt: dict, source: str, lr_mlp: float = 0.01) -> tuple[stylegan2.Ar
   t.finish()
   if any(f.shape != firs[0].shape or not np.array_equal(f, firs[0]) for f in firs):
     raise ConversionError(f"{source}: upsampling filters differ between layers (unsupported)")
+  fir = np.asarray(firs[0], np.float64)
+  if fir.ndim == 2:  # the separable up layers need an outer product of 1-D taps
+    outer = np.outer(fir.sum(axis=1), fir.sum(axis=0) / fir.sum())
+    if not np.allclose(outer, fir, rtol=1e-5, atol=1e-7 * np.abs(fir).max()):
+      raise ConversionError(f"{source}: the upsampling filter {fir.shape} is not separable "
+                            "(not an outer product of 1-D taps); unsupported")
 
   latent_avg = ckpt.get("latent_avg") if "g_ema" in ckpt else None
   if latent_avg is not None:

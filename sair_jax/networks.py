@@ -110,13 +110,19 @@ SMOKE_ARCFACE = {"layers": [1, 1], "widths": [8, 16], "stem_width": 8, "embeddin
 
 
 def random_params(shapes: Any, rng: jax.Array) -> Any:
-  """Random values for a shape tree: kernels ~ N(0, 1/fan_in), norms at identity."""
+  """Random values for a shape tree: kernels ~ N(0, 1/fan_in), norms at identity.
+
+  One normal draw for the whole tree, cut into the kernels (one small program, not one random
+  generator per tensor).
+  """
   leaves, treedef = jax.tree_util.tree_flatten_with_path(
       shapes, is_leaf=lambda s: isinstance(s, tuple))
-  keys = jax.random.split(rng, len(leaves))
-  out = []
-  for (path, shape), key in zip(leaves, keys):
-    name = str(path[-1].key) if hasattr(path[-1], "key") else ""
+  names = [str(path[-1].key) if hasattr(path[-1], "key") else "" for path, _ in leaves]
+  random = [name not in ("var", "scale", "mean", "bias", "alpha") for name in names]
+  sizes = [int(np.prod(shape)) if r else 0 for (_, shape), r in zip(leaves, random)]
+  draw = np.asarray(jax.random.normal(rng, (max(1, sum(sizes)),)))
+  out, start = [], 0
+  for (_, shape), name, size in zip(leaves, names, sizes):
     if name in ("var", "scale"):
       out.append(jnp.ones(shape))
     elif name in ("mean", "bias"):
@@ -125,7 +131,8 @@ def random_params(shapes: Any, rng: jax.Array) -> Any:
       out.append(jnp.full(shape, 0.25))
     else:
       fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-      out.append(jax.random.normal(key, shape) / np.sqrt(fan_in))
+      out.append(jnp.asarray(draw[start:start + size].reshape(shape) / np.sqrt(fan_in)))
+    start += size
   return jax.tree_util.tree_unflatten(treedef, out)
 
 

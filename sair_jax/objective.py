@@ -21,7 +21,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from sair_jax import degradation, losses
+from sair_jax import backend_defaults, degradation, losses
 from sair_jax.nets import arcface, stylegan2
 
 TERMS = ("fidelity", "identity", "prior", "cross", "expression", "histogram")
@@ -60,6 +60,7 @@ class ObjectiveSpec:
   histogram_size: int = 256  # side at which the histogram compares faces
   compute_dtype: str = "float32"  # synthesis compute dtype ('bfloat16' halves memory)
   remat: bool = False  # rematerialise synthesis blocks in the backward pass
+  upconv: str = "separable"  # form of the generator's 2x up layers (ops.modulated_conv2d)
 
   def weight(self, term: str) -> float:
     return dict(self.weights).get(term, 0.0)
@@ -98,7 +99,7 @@ def render(spec: ObjectiveSpec, nets: Any, w: jax.Array, key: jax.Array | None) 
     noise = "const"
   img = stylegan2.synthesis_fn(nets["g_params"], nets["g_buffers"], spec.g_arch, w[None],
                                noise=noise, rng=key, dtype=jnp.dtype(spec.compute_dtype),
-                               remat=spec.remat)
+                               remat=spec.remat, upconv=spec.upconv)
   return to_unit_range(img[0], spec.output)
 
 
@@ -166,6 +167,18 @@ def make_target(lq, emb, w_ref, direction=None, expression_on=None, lq_hist=None
       histogram_on=jnp.zeros((b,)))
 
 
+def target_shapes(spec: ObjectiveSpec, batch: int) -> Target:
+  """The shapes of the :class:`Target` a run builds for ``batch`` images (ShapeDtypeStructs)."""
+  arch = spec.g_arch
+  side = arch.resolution // spec.factor
+  emb = int(dict(spec.arcface_meta)["embedding_size"])
+  s = spec.histogram_size
+  f32 = lambda *shape: jax.ShapeDtypeStruct((batch,) + shape, jnp.float32)
+  return Target(lq=f32(side, side, 3), ref_embedding=f32(emb),
+                w_ref=f32(arch.n_latent, arch.w_dim), direction=f32(arch.n_latent, arch.w_dim),
+                expression_on=f32(), mask=f32(s, s), lq_hist=f32(s, s, 3), histogram_on=f32())
+
+
 def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> ObjectiveSpec:
   """The static objective a run config describes (or the reference-projection objective).
 
@@ -176,7 +189,8 @@ def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> 
                       for k, v in nets.arcface.meta.items()))
   common = dict(g_arch=nets.g.arch, arcface_meta=meta, factor=factor,
                 output=sol.output, identity_variant=sol.identity_variant,
-                compute_dtype=sol.compute_dtype, remat=sol.remat)
+                compute_dtype=backend_defaults.resolve("compute_dtype", sol.compute_dtype),
+                remat=bool(sol.remat), upconv=backend_defaults.resolve("upconv", sol.upconv))
   if projection:  # match the reference image at low resolution; identity as a helper
     return ObjectiveSpec(weights=(("fidelity", 1.0), ("identity", 0.1)),
                                    noise="const", **common)

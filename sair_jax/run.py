@@ -9,6 +9,7 @@ atomically, update the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import zlib
@@ -18,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from sair_jax import degradation, inputs, inversion, masks, objective, outputs, report, solver
+from sair_jax import (batching, degradation, inputs, inversion, masks, objective, outputs, report,
+                      solver)
 from sair_jax.image_io import ImageIOError, read_image, resize_square
 from sair_jax.networks import Networks, load_networks
 from sair_jax.outputs import log
@@ -50,18 +52,82 @@ class Restorer:
                      f"resolution {g.resolution}")
     self.lq_size, self.factor = lq_size, g.resolution // lq_size
     self.mesh = solver.batch_mesh()
+    self.n_devices = self.mesh.devices.size
     self.spec = objective.spec_from_config(config, nets, self.factor)
-    self.solver = solver.Solver(self.spec, nets.params(), steps=config.solver.steps,
-                                lr=config.solver.lr, schedule=config.solver.schedule,
-                                mesh=self.mesh)
-    n_dev = self.solver.n_devices
-    self.batch = -(-int(config.solver.batch_size) // n_dev) * n_dev
+    self._solvers = {}  # remat -> Solver (the auto batch planner may compile both)
+    self.batch = batching.round_up(max(1, int(config.solver.batch_size)), self.n_devices)
+    self.step_flops = {}  # batch size -> XLA FLOPs of one step of the whole batch
     self.references = inversion.References(config, nets, folder, self.mesh)
     self.detector = None
     self._pool = None
     self.pool_choices = manifest.setdefault("pool_choices", {})
     self.embed = jax.jit(jax.vmap(lambda p, im: objective.embed(self.spec, p, im),
                                   in_axes=(None, 0)))
+
+  # -- batch sizes -----------------------------------------------------------------------
+
+  @property
+  def solver(self) -> solver.Solver:
+    return self.solver_for(self.spec.remat)
+
+  def solver_for(self, remat: bool) -> solver.Solver:
+    if remat not in self._solvers:
+      cfg = self.config.solver
+      spec = dataclasses.replace(self.spec, remat=bool(remat))
+      nets = self._solvers[next(iter(self._solvers))].nets if self._solvers else \
+          self.nets.params()  # already on the devices: shared, not copied
+      self._solvers[remat] = solver.Solver(spec, nets, steps=cfg.steps, lr=cfg.lr,
+                                           schedule=cfg.schedule, mesh=self.mesh)
+    return self._solvers[remat]
+
+  def _first_chunk(self) -> int:
+    starts = ()
+    if self.spec.weight("histogram") > 0:
+      every = self.config.loss.mask_every or self.config.solver.steps
+      starts = range(self.config.loss.histogram_start, self.config.solver.steps, every)
+    return solver.chunk_plan(self.config.solver.steps, self.config.solver.chunk, starts)[0][1]
+
+  def plan_batch(self, n_pending: int) -> None:
+    """``solver.batch_size=0``: the largest batch whose compiled program fits in memory."""
+    cfg = self.config.solver
+    if int(cfg.batch_size) > 0 or n_pending == 0:
+      return
+    budget, source = batching.memory_budget(float(cfg.memory_budget_gib))
+    chunk = self._first_chunk()
+    peak = lambda size, remat: self.solver_for(remat).program_stats(size, chunk).peak_bytes
+    # One group (a set no larger than the cap) is run at its own size: nothing to bucket.
+    max_size = min(int(cfg.max_batch), batching.round_up(n_pending, self.n_devices))
+    try:
+      plan = batching.plan_batch(peak, budget, max_size=max_size, n_devices=self.n_devices,
+                                 remat_only=bool(cfg.remat))
+    except batching.DoesNotFit as e:
+      raise RunError(f"solver.batch_size=0 (auto): {e}") from None
+    self.batch = plan.size
+    self.spec = dataclasses.replace(self.spec, remat=plan.remat)
+    self.manifest["batch_plan"] = dict(plan.to_json(), budget=source)
+    probes = ", ".join(f"{s}{'+remat' if r else ''}: {p / batching.GIB:.2f}"
+                       for s, r, p in plan.probes)
+    log(f"auto batch: {plan.size} image(s){' with remat' if plan.remat else ''} "
+        f"(compiled GiB per device {probes}; usable {plan.budget_bytes / batching.GIB:.2f} "
+        f"of {source})")
+
+  def _run_size(self, n: int) -> int:
+    """Batch size for ``n`` images: the full batch, or a smaller bucket (see batching)."""
+    done = self.manifest["timings"]["batches"]
+    image_steps = sum(b["batch"] * b["steps"] for b in done)
+    run_s = sum(b["seconds"] - b["compile_seconds"] for b in done)
+    compiles = list(self.solver.compile_seconds.values())
+    sizes = {size for size, _ in self.solver.compile_seconds}
+    return batching.choose_size(
+        n, self.batch, n_devices=self.n_devices, compiled=sizes,
+        seconds_per_image_step=run_s / image_steps if image_steps else None,
+        compile_seconds=sum(compiles) / len(compiles) if compiles else None,
+        steps=int(self.config.solver.steps))
+
+  def _flops_per_step(self, size: int) -> float:
+    if size not in self.step_flops:
+      self.step_flops[size] = self.solver.step_flops(size)
+    return self.step_flops[size]
 
   # -- per-batch data --------------------------------------------------------------------
 
@@ -148,29 +214,58 @@ class Restorer:
     self._optimise_and_write(rows, index, total)
 
   def _optimise_and_write(self, rows, index, total):
-    cfg, g, sol = self.config, self.nets.g, self.solver
-    b = self.batch
+    """Optimises ``rows`` and writes their results; halves the batch on out-of-memory."""
+    b = self._run_size(len(rows))
+    try:
+      result = self._optimise(rows, b, index, total)
+    except Exception as e:  # pylint: disable=broad-except
+      if not batching.is_out_of_memory(e):
+        raise
+      smaller = batching.halve(b, self.n_devices)
+      names = [r[0].name for r in rows]
+      self.manifest.setdefault("oom_retries", []).append(
+          {"batch": b, "retry_batch": smaller, "images": names})
+      if smaller is None:
+        log(f"out of device memory even at batch {b}: {len(rows)} image(s) not restored")
+        for r in rows:
+          self.manifest["failures"][r[0].name] = (
+              f"{r[0].lq}: out of device memory at batch {b} (try solver.compute_dtype="
+              "bfloat16 or solver.remat=True)")
+        return
+      log(f"out of device memory at batch {b}: retrying these {len(rows)} image(s) in batches "
+          f"of {smaller}, and using batches of at most {smaller} from now on")
+      self.batch = min(self.batch, smaller)
+      for k in range(0, len(rows), smaller):
+        self._optimise_and_write(rows[k:k + smaller], index, total)
+      return
+    self._write(rows, result)
+
+  def _optimise(self, rows, b, index, total) -> dict:
+    """Runs the solver on ``rows`` padded to ``b`` images; nothing is written here."""
+    cfg, sol = self.config, self.solver
     hs = self.spec.histogram_size
-    lq = solver.pad_batch(np.stack([r[1] for r in rows]), b)
-    ref_img = solver.pad_batch(np.stack([r[2].image for r in rows]), b)
-    w_ref = solver.pad_batch(np.stack([r[2].w for r in rows]), b)
-    direction = solver.pad_batch(np.stack([r[3] for r in rows]), b)
-    on = solver.pad_batch(np.asarray([r[4] for r in rows], np.float32), b)
+    pad = lambda a: solver.pad_batch(np.asarray(a), b)
+    lq = pad(np.stack([r[1] for r in rows]))
+    ref_img = pad(np.stack([r[2].image for r in rows]))
+    w_ref = pad(np.stack([r[2].w for r in rows]))
+    direction = pad(np.stack([r[3] for r in rows]))
+    on = pad(np.asarray([r[4] for r in rows], np.float32))
     lq_hist = np.stack([resize_square(x, hs) for x in lq])
     emb = self.embed(sol.nets, jnp.asarray(ref_img))
-    seeds = solver.pad_batch(np.asarray([image_seed(cfg, r[0].name) for r in rows], np.uint32), b)
+    seeds = pad(np.asarray([image_seed(cfg, r[0].name) for r in rows], np.uint32))
     target = sol.shard(objective.make_target(lq, emb, w_ref, direction, on, lq_hist, hs))
     state = sol.init(w_ref, seeds)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
 
     def on_phase(step, state, target):
       current = np.asarray(jax.device_get(sol.render(state.w, keys)))
-      m = self._masks(current)
+      m = np.asarray(self._masks(current), np.float32)
       return sol.shard(target.replace(mask=jnp.asarray(m),
                                       histogram_on=jnp.ones_like(target.histogram_on)))
 
     n = len(rows)
     t_batch = time.perf_counter()
+    compile_before = sum(sol.compile_seconds.values())
 
     def progress(step, hist, seconds):
       terms = " ".join(f"{k} {np.mean(v[-1][:n]):.4g}" for k, v in hist.terms.items())
@@ -191,19 +286,31 @@ class Restorer:
     restored = np.asarray(jax.device_get(sol.render(jnp.asarray(w_out), keys)))
     emb_out = np.asarray(self.embed(sol.nets, jnp.asarray(restored)))
     seconds = time.perf_counter() - t_batch
+    steps = int(cfg.solver.steps)
     self.manifest["timings"]["batches"].append(
-        {"images": n, "batch": b, "seconds": round(seconds, 3),
-         "seconds_per_image": round(seconds / n, 3)})
+        {"images": n, "batch": b, "steps": steps, "seconds": round(seconds, 3),
+         "compile_seconds": round(sum(sol.compile_seconds.values()) - compile_before, 3),
+         "seconds_per_image": round(seconds / n, 3),
+         # compute actually spent per restored image (padding included)
+         "image_steps_per_image": round(b * steps / n, 3),
+         "gflop_per_image": round(self._flops_per_step(b) * steps / n / 1e9, 3)})
+    return {"w_out": w_out, "bad": bad, "history": history, "gammas": gammas,
+            "restored": restored, "emb": np.asarray(emb), "emb_out": emb_out}
+
+  def _write(self, rows, result) -> None:
+    """Writes every finished image of an optimised batch and records it in the manifest."""
+    cfg, g = self.config, self.nets.g
+    history, restored = result["history"], result["restored"]
     dparams = self.spec.degradation
     for i, (item, lq_i, ref, _, _) in enumerate(rows):
-      if bad[i]:
+      if result["bad"][i]:
         first = int(np.argmax(~np.isfinite(history["total"][:, i])))
         self.manifest["failures"][item.name] = (
             f"{item.lq}: loss became non-finite at step {first}; result not written")
         continue
       losses = {k: v[:, i].tolist() for k, v in history.items()}
       final = {k: float(v[-1, i]) for k, v in history.items()}
-      e_ref, e_out = np.asarray(emb[i]), emb_out[i]
+      e_ref, e_out = result["emb"][i], result["emb_out"][i]
       sim = float(e_ref @ e_out / (np.linalg.norm(e_ref) * np.linalg.norm(e_out) + 1e-12))
       rep = report.image_report(
           restored01=restored[i], lq01=lq_i,
@@ -211,7 +318,7 @@ class Restorer:
           identity_sim=sim, judge_distance=self._judge(restored[i], ref.image),
           expression_requested=item.expression, final_losses=final,
           thresholds=dict(cfg.report), name=item.name)
-      rep.update(reference_method=ref.method, expression_gamma=float(gammas[i]),
+      rep.update(reference_method=ref.method, expression_gamma=float(result["gammas"][i]),
                  untrained_networks=self.nets.untrained,
                  pool_choice=self.pool_choices.get(item.name))
       panels = [resize_square(lq_i, g.resolution, Image.BICUBIC), ref.image, restored[i]]
@@ -221,7 +328,7 @@ class Restorer:
         except ImageIOError as e:
           log(f"warning: {e} (GT left out of the strip)")
       self.folder.write_result(
-          item.name, restored=restored[i], latent=w_out[i], strip_panels=panels,
+          item.name, restored=restored[i], latent=result["w_out"][i], strip_panels=panels,
           losses={"steps": cfg.solver.steps, "terms": losses, "final": final,
                   "weights": dict(self.spec.weights)},
           report=rep, reference=ref.image)
@@ -284,13 +391,16 @@ def run(config) -> dict:
   for f in early_failures:
     log(f"skipping {f.name}: {f.reason}")
   restorer = Restorer(config, nets, folder, manifest)
+  restorer.plan_batch(len(pending))
   n_batches = -(-len(pending) // restorer.batch)
   log(f"{len(items)} image(s): {skipped} already restored, {len(pending)} to do in "
-      f"{n_batches} batch(es) of {restorer.batch} on {restorer.solver.n_devices} device(s)")
+      f"{n_batches} batch(es) of {restorer.batch} on {restorer.n_devices} device(s)")
   folder.write_manifest(manifest)
-  for k in range(n_batches):
-    batch = pending[k * restorer.batch:(k + 1) * restorer.batch]
-    restorer.restore_batch(batch, k + 1, n_batches)
+  start, k = 0, 0
+  while start < len(pending):
+    batch = pending[start:start + restorer.batch]  # the batch may shrink after an OOM
+    start, k = start + len(batch), k + 1
+    restorer.restore_batch(batch, k, k + -(-(len(pending) - start) // restorer.batch))
     for name in [it.name for it in batch if it.name in manifest["failures"]]:
       log(f"failed {name}: {manifest['failures'][name]}")
     folder.write_manifest(manifest)
@@ -301,6 +411,10 @@ def run(config) -> dict:
   manifest["timings"]["total_seconds"] = round(time.perf_counter() - t0, 3)
   if images:
     manifest["timings"]["seconds_per_image"] = round(sum(b["seconds"] for b in done) / images, 3)
+    manifest["timings"]["image_steps_per_image"] = round(
+        sum(b["batch"] * b["steps"] for b in done) / images, 3)
+    manifest["timings"]["gflop_per_image"] = round(
+        sum(b["gflop_per_image"] * b["images"] for b in done) / images, 3)
   folder.write_manifest(manifest)
   log(f"done: {len(manifest['finished'])} restored, {len(manifest['failures'])} failed "
       f"-> {config.output}")

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sair_jax import objective, schedules
+from sair_jax import objective, program_stats, schedules
 
 
 class State(NamedTuple):
@@ -46,7 +46,11 @@ def batch_mesh(devices=None) -> Mesh:
 
 
 class Solver:
-  """Compiles and runs the restoration loop for batches of a fixed size.
+  """Compiles and runs the restoration loop for batches of any size.
+
+  Every (batch size, chunk length) is compiled once, ahead of time and explicitly
+  (:meth:`compiled`), so the batch planner can read a program's memory before running it and
+  the run reuses exactly that executable.
 
   Args:
     spec: the static objective (:class:`objective.ObjectiveSpec`).
@@ -67,10 +71,13 @@ class Solver:
     self.nets = jax.device_put(nets, replicated)
     # Pinned output shardings: the state comes back split over 'batch' exactly as it went in,
     # so consecutive chunks hit the same compiled program.
-    by_batch = NamedSharding(self.mesh, P("batch"))
+    self._by_batch = NamedSharding(self.mesh, P("batch"))
     self._run_chunk = jax.jit(self._chunk, static_argnums=(3,), donate_argnums=(0,),
-                              out_shardings=(by_batch, NamedSharding(self.mesh, P(None, "batch"))))
+                              out_shardings=(self._by_batch,
+                                             NamedSharding(self.mesh, P(None, "batch"))))
     self._render = jax.jit(self._render_batch)
+    self._compiled: dict = {}  # (n, abstract state, abstract target) -> jax.stages.Compiled
+    self.compile_seconds: dict = {}  # (batch, n) -> seconds spent compiling
 
   @property
   def n_devices(self) -> int:
@@ -78,7 +85,7 @@ class Solver:
 
   def shard(self, tree):
     """Places a batch-major pytree with its leading axis split over the mesh."""
-    return jax.device_put(tree, NamedSharding(self.mesh, P("batch")))
+    return jax.device_put(tree, self._by_batch)
 
   # ---------------------------------------------------------------------------------------
   # One image
@@ -123,9 +130,60 @@ class Solver:
     carry, (total, terms) = jax.lax.scan(body, tuple(state), None, length=n)
     return State(*carry), History(total, terms)
 
+  def _abstract(self, tree):
+    """ShapeDtypeStructs of a batch-major pytree, placed as :meth:`shard` places it."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self._by_batch), tree)
+
+  def abstract_state(self, batch: int) -> State:
+    """The shapes of :meth:`init`'s state for ``batch`` images (nothing is computed)."""
+    w = jax.ShapeDtypeStruct((batch, self.spec.g_arch.n_latent, self.spec.g_arch.w_dim),
+                             jnp.float32)
+    return self._abstract(jax.eval_shape(lambda w: self.init(w, np.zeros(batch, np.uint32)), w))
+
+  def compiled(self, batch: int, n: int, target=None):
+    """The compiled ``n``-step program for ``batch`` images (compiled once, then cached).
+
+    ``target`` (arrays or shapes) gives the target's shapes; default
+    :func:`objective.target_shapes` of the spec, which is what a run builds.
+    """
+    if target is None:
+      target = objective.target_shapes(self.spec, batch)
+    state = self.abstract_state(batch)
+    target = self._abstract(target)
+    key = (n, jax.tree_util.tree_structure(target),
+           tuple((t.shape, t.dtype) for t in jax.tree_util.tree_leaves(target)))
+    if key not in self._compiled:
+      t0 = time.perf_counter()
+      self._compiled[key] = self._run_chunk.lower(state, self.nets, target, n).compile()
+      self.compile_seconds[(batch, n)] = time.perf_counter() - t0
+    return self._compiled[key]
+
+  def program_stats(self, batch: int, n: int) -> program_stats.ProgramStats:
+    """XLA's FLOPs, bytes and memory of the ``n``-step program for ``batch`` images."""
+    return program_stats.ProgramStats.of(self.compiled(batch, n))
+
+  def step_flops(self, batch: int) -> float:
+    """XLA's FLOP count of ONE step for ``batch`` images.
+
+    Read from the lowered one-step program (no compilation): XLA counts a loop body once
+    whatever its trip count, so a chunk program's count is not per step.
+    """
+    target = self._abstract(objective.target_shapes(self.spec, batch))
+    lowered = self._run_chunk.lower(self.abstract_state(batch), self.nets, target, 1)
+    cost = lowered.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+      cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", 0.0))
+
+  @property
+  def n_compiled(self) -> int:
+    """How many programs this solver has compiled (one per batch size and chunk length)."""
+    return len(self._compiled)
+
   def run_chunk(self, state: State, target: objective.Target, n: int) -> tuple[State, History]:
     """``n`` steps for the whole batch in one compiled call (``state`` is donated)."""
-    return self._run_chunk(state, self.nets, target, n)
+    return self.compiled(state.w.shape[0], n, target)(state, self.nets, target)
 
   def _render_batch(self, nets, w, keys):
     render = lambda w1, k: objective.render(self.spec, nets, w1, k)

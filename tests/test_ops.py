@@ -58,35 +58,75 @@ def _reference_modconv(x, weight, style, demodulate, up, fir):
   return np.stack(outs)
 
 
-@pytest.mark.parametrize("k,up,demodulate,cin,cout,side", [
-    (3, False, True, 4, 5, 6),
-    (3, True, True, 3, 4, 5),
-    (1, False, False, 6, 3, 4),
-    (3, True, False, 2, 2, 4),
+def _random_separable_fir(rng, taps=4, gain=4.0):
+  """An asymmetric separable filter: catches a flipped or transposed FIR, which [1,3,3,1] hides."""
+  a, b = rng.uniform(0.2, 1.0, taps), rng.uniform(0.2, 1.0, taps)
+  k = np.outer(a, b)
+  return k / k.sum() * gain
+
+
+@pytest.mark.parametrize("upconv", ops.UPCONV_MODES)
+@pytest.mark.parametrize("k,up,demodulate,cin,cout,side,fir_kind", [
+    (3, False, True, 4, 5, 6, "stylegan"),
+    (3, True, True, 3, 4, 5, "stylegan"),
+    (1, False, False, 6, 3, 4, "stylegan"),
+    (3, True, False, 2, 2, 4, "stylegan"),
+    (3, True, True, 3, 2, 6, "asymmetric"),
+    (3, True, True, 2, 3, 1, "asymmetric"),
 ])
-def test_modulated_conv_matches_per_sample_reference(k, up, demodulate, cin, cout, side):
-  rng = np.random.default_rng(k * 10 + up)
+def test_modulated_conv_matches_per_sample_reference(k, up, demodulate, cin, cout, side,
+                                                     fir_kind, upconv):
+  rng = np.random.default_rng(k * 10 + up + side)
   x = rng.normal(size=(2, cin, side, side))
   weight = rng.normal(size=(cout, cin, k, k))
   style = rng.normal(size=(2, cin)) + 1.0
-  fir = np.asarray(make_fir([1, 3, 3, 1], gain=4.0), np.float64)
+  fir = (np.asarray(make_fir([1, 3, 3, 1], gain=4.0), np.float64) if fir_kind == "stylegan"
+         else _random_separable_fir(rng))
   want = _reference_modconv(x, weight, style, demodulate, up, fir)
   got = ops.modulated_conv2d(
       x.transpose(0, 2, 3, 1).astype(np.float32), weight.transpose(2, 3, 1, 0).astype(np.float32),
-      style.astype(np.float32), demodulate=demodulate, up_fir=fir if up else None)
+      style.astype(np.float32), demodulate=demodulate, up_fir=fir if up else None,
+      upconv=upconv)
   got = np.asarray(got).transpose(0, 3, 1, 2)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("side", [1, 4, 7])
-def test_upsample_matches_upfirdn(side):
+@pytest.mark.parametrize("side,fir_kind", [(1, "stylegan"), (4, "stylegan"), (7, "stylegan"),
+                                           (5, "asymmetric")])
+def test_upsample_matches_upfirdn(side, fir_kind):
   rng = np.random.default_rng(side)
   x = rng.normal(size=(2, 3, side, side))
-  fir = np.asarray(make_fir([1, 3, 3, 1], gain=4.0), np.float64)
+  fir = (np.asarray(make_fir([1, 3, 3, 1], gain=4.0), np.float64) if fir_kind == "stylegan"
+         else _random_separable_fir(rng))
   want = np.stack([_upfirdn(xb, fir, 2, 2, 1) for xb in x])
   got = np.asarray(ops.upsample2x_fir(x.transpose(0, 2, 3, 1).astype(np.float32), fir))
   np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("taps,pad", [(4, (2, 1)), (4, (1, 2)), (4, (3, 0)), (6, (3, 2)),
+                                      (2, (1, 0))])
+def test_upfirdn2d_up2_any_filter_and_padding(taps, pad):
+  rng = np.random.default_rng(taps + 10 * pad[0])
+  x = rng.normal(size=(2, 3, 5, 4))
+  fir = _random_separable_fir(rng, taps)
+  want = np.stack([_upfirdn(xb, fir, 2, *pad) for xb in x])
+  got = np.asarray(ops.upfirdn2d_up2(x.transpose(0, 2, 3, 1).astype(np.float32), fir, pad))
+  np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_transposed_conv_phases_match_conv_transpose(k):
+  rng = np.random.default_rng(k)
+  x = rng.normal(size=(3, 5, 4))  # [C, H, W]
+  w = rng.normal(size=(3, 2, k, k))  # [C, O, k, k] torch conv_transpose2d layout
+  want = _conv_transpose2x(x, w)  # [O, 2H + k - 2, 2W + k - 2]
+  phases = ops.transposed_conv2x_phases(x.transpose(1, 2, 0)[None].astype(np.float32),
+                                        w.transpose(2, 3, 0, 1).astype(np.float32))
+  for p in range(2):
+    for q in range(2):
+      np.testing.assert_allclose(np.asarray(phases[p][q])[0].transpose(2, 0, 1),
+                                 want[:, p::2, q::2], rtol=1e-5, atol=1e-5)
 
 
 

@@ -5,6 +5,7 @@ import sys
 
 import chex
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -43,6 +44,54 @@ def test_golden_outputs(g32, ref):
   assert rel_err(img_w, ref["img_w"].transpose(0, 2, 3, 1)) <= RTOL  # NCHW -> NHWC
   img_z = g32.synthesis(g32.to_wplus(w), noise="const")
   assert rel_err(img_z, ref["img_z"].transpose(0, 2, 3, 1)) <= RTOL
+
+
+def test_folded_upconv_gives_the_same_golden_outputs(g32, ref):
+  img = stylegan2.synthesis_fn(g32.params, g32.buffers, g32.arch, jnp.asarray(ref["wplus"]),
+                               "const", upconv="folded")
+  assert rel_err(img, ref["img_w"].transpose(0, 2, 3, 1)) <= RTOL
+
+
+def _conv_eqns(jaxpr):
+  """Every conv_general_dilated equation of a (closed) jaxpr, sub-jaxprs included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      found.append(eqn)
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      found += _conv_eqns(sub)
+  return found
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_separable_upconv_multiplies_no_zeros(remat):
+  """Forward and gradient to W+: plain stride-1 convs only, and XLA's FLOP count equals the
+  network's necessary arithmetic (the folded form is measured as the contrast)."""
+  arch = stylegan2.Arch(32, 64, 2, (64, 64, 64, 32))
+  params, buffers = stylegan2.init_params(arch, jax.random.PRNGKey(0))
+  ws = jnp.zeros((1, arch.n_latent, arch.w_dim))
+
+  def synth(w, upconv):
+    return stylegan2.synthesis_fn(params, buffers, arch, w, "const", remat=remat, upconv=upconv)
+
+  grad = lambda upconv: jax.grad(lambda w: jnp.sum(synth(w, upconv)))
+  convs = _conv_eqns(jax.make_jaxpr(grad("separable"))(ws).jaxpr)
+  assert len(convs) >= 2 * 3 * len(arch.block_resolutions())  # forward and backward convs
+  for eqn in convs:
+    assert set(eqn.params["lhs_dilation"]) == {1} and set(eqn.params["rhs_dilation"]) == {1}
+    assert set(eqn.params["window_strides"]) == {1}
+    assert eqn.params["feature_group_count"] == 1 and eqn.params["batch_group_count"] == 1
+
+  def flops(fn):
+    return jax.jit(fn).lower(ws).compile().cost_analysis()["flops"]
+
+  need = stylegan2.synthesis_conv_flops(arch)
+  # XLA does not count taps that fall on the zero padding (a few % at 4-16 px), and elementwise
+  # work (modulation, FIR, activations) adds well under 5% at these widths.
+  assert 0.95 * need <= flops(lambda w: synth(w, "separable")) <= 1.05 * need
+  # The gradient to the activations costs one forward again; remat recomputes the forward once.
+  assert flops(grad("separable")) <= (3.1 if remat else 2.1) * need
+  assert flops(lambda w: synth(w, "folded")) >= 1.5 * need
 
 
 def test_random_noise_is_keyed(g32, ref):
@@ -116,6 +165,14 @@ def test_w_avg_estimated_when_absent():
   assert np.all(np.abs(est - w.mean(0)) < 6 * sem + 1e-6)
   assert np.any(np.abs(est - w.mean(0)) > 0)  # really another sample, not the same numbers
   assert est.shape == (arch.w_dim,)
+
+
+def test_a_non_separable_upsampling_filter_is_refused():
+  state = dict(_fixture_state())
+  for key in [k for k in state if k.endswith("blur.kernel") or k.endswith("upsample.kernel")]:
+    state[key] = np.asarray(state[key]) + np.eye(4, dtype=np.float32)  # rank 2 now
+  with pytest.raises(sg2_converter.ConversionError, match="not separable"):
+    sg2_converter.convert({"g_ema": state}, "odd-filter.pt")
 
 
 def _fixture_state():

@@ -20,6 +20,7 @@ Buffers (not optimised, never differentiated) live beside the parameters::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Sequence
@@ -127,6 +128,7 @@ class SynthesisLayer(nn.Module):
   up: bool = False
   kernel_size: int = 3
   dtype: Any = jnp.float32
+  upconv: str = "separable"  # form of the 2x up layer, see ops.modulated_conv2d
 
   @nn.compact
   def __call__(self, x, w, noise, fir):
@@ -140,7 +142,8 @@ class SynthesisLayer(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
     weight = weight * (1.0 / math.sqrt(in_channels * k * k))
     x = ops.modulated_conv2d(x, weight, styles, demodulate=True,
-                             up_fir=fir if self.up else None, dtype=self.dtype)
+                             up_fir=fir if self.up else None, upconv=self.upconv,
+                             dtype=self.dtype)
     x = x + (strength * noise[..., None]).astype(x.dtype)
     return ops.lrelu_gain(x, bias)
 
@@ -167,6 +170,7 @@ class SynthesisBlock(nn.Module):
   res: int
   out_channels: int
   dtype: Any = jnp.float32
+  upconv: str = "separable"
 
   @nn.compact
   def __call__(self, x, img, ws, noises, fir):
@@ -174,7 +178,8 @@ class SynthesisBlock(nn.Module):
     # ws [B, 3 or 2, w_dim] (conv0, conv1, torgb), noises: one [B or 1, H, W] per conv.
     i = 0
     if self.res > 4:
-      x = SynthesisLayer(self.out_channels, up=True, dtype=self.dtype, name="conv0")(
+      x = SynthesisLayer(self.out_channels, up=True, dtype=self.dtype, upconv=self.upconv,
+                         name="conv0")(
           x, ws[:, 0], noises[0], fir)
       i = 1
     x = SynthesisLayer(self.out_channels, dtype=self.dtype, name="conv1")(
@@ -190,6 +195,7 @@ class SynthesisNetwork(nn.Module):
   arch: Arch
   dtype: Any = jnp.float32
   remat: bool = False  # rematerialise every block in the backward pass (saves memory)
+  upconv: str = "separable"  # 'separable' | 'folded': form of the 2x up layers (same result)
 
   @nn.compact
   def __call__(self, ws, noises, fir):
@@ -208,7 +214,8 @@ class SynthesisNetwork(nn.Module):
       else:  # block k (res = 8 * 2^k): conv0 w[2k+1], conv1 w[2k+2], torgb w[2k+3]
         j = 2 * int(math.log2(res)) - 5
         block_ws, block_noise = ws[:, j:j + 3], noises[j:j + 2]
-      x, img = block_cls(res, arch.channels_at(res), dtype=self.dtype, name=f"b{res}")(
+      x, img = block_cls(res, arch.channels_at(res), dtype=self.dtype, upconv=self.upconv,
+                         name=f"b{res}")(
           x, img, block_ws, tuple(block_noise), fir)
     return img
 
@@ -250,15 +257,35 @@ def make_noise(arch: Arch, buffers: dict, mode: str, batch: int,
 
 def synthesis_fn(params: dict, buffers: dict, arch: Arch, wplus: jax.Array,
                  noise: str | Sequence[jax.Array] = "const", rng: jax.Array | None = None,
-                 dtype=jnp.float32, remat: bool = False) -> jax.Array:
+                 dtype=jnp.float32, remat: bool = False,
+                 upconv: str = "separable") -> jax.Array:
   """W+ [B, n_latent, w_dim] -> images [B, H, W, 3] float32, ≈[-1, 1]. Pure; jit/vmap/grad-safe.
 
-  ``noise`` is a mode for :func:`make_noise` or the noise arrays themselves.
+  ``noise`` is a mode for :func:`make_noise` or the noise arrays themselves. ``dtype``,
+  ``remat`` and ``upconv`` choose how it is computed, never what: see
+  :class:`SynthesisNetwork` and ``ops.modulated_conv2d``.
   """
   if isinstance(noise, str):
     noise = make_noise(arch, buffers, noise, wplus.shape[0], rng)
-  net = SynthesisNetwork(arch, dtype=dtype, remat=remat)
+  net = SynthesisNetwork(arch, dtype=dtype, remat=remat, upconv=upconv)
   return net.apply({"params": params["synthesis"]}, wplus, tuple(noise), buffers["fir"])
+
+
+def synthesis_conv_flops(arch: Arch) -> int:
+  """FLOPs (2 per multiply-add) of the synthesis convolutions for one image, forward.
+
+  The arithmetic the network needs: every 3x3 conv, every 2x up layer as a 3x3 transposed conv
+  at its input size (k*k multiply-adds per input pixel, no inserted zeros), every 1x1 ToRGB.
+  Elementwise work (modulation, FIR, noise, activations) is left out. The gradient to W+ adds
+  about as much again (activation gradients only: the weights are frozen).
+  """
+  macs = 0
+  for res in arch.block_resolutions():
+    c = arch.channels_at(res)
+    if res > 4:
+      macs += (res // 2) ** 2 * 9 * arch.channels_at(res // 2) * c  # conv0, 2x up
+    macs += res * res * 9 * c * c + res * res * c * 3  # conv1, torgb
+  return 2 * macs
 
 
 def truncate(w: jax.Array, w_avg: jax.Array, psi: float) -> jax.Array:
@@ -266,6 +293,7 @@ def truncate(w: jax.Array, w_avg: jax.Array, psi: float) -> jax.Array:
   return w_avg + psi * (w - w_avg)
 
 
+@functools.partial(jax.jit, static_argnums=0)  # one compiled program, not hundreds of eager ops
 def init_params(arch: Arch, rng: jax.Array) -> tuple[dict, dict]:
   """Random parameters and buffers of ``arch`` (for tests, benchmarks and the smoke config)."""
   k_map, k_syn, k_noise = jax.random.split(rng, 3)
