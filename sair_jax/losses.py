@@ -68,22 +68,26 @@ def latent_prior_loss(w: Array, w_ref: Array) -> Array:
 # ----------------------------------------------------------------------------------------------
 
 
+_PULSE_WIDTH = 512.0  # PULSE multiplies by its StyleGAN's W width, a constant
+
+
 @jax.jit
 def cross_loss(w: Array) -> Array:
   """PULSE's geodesic penalty between the rows of a W+ code: [..., L, D] -> [...].
 
   For rows a, b it takes 2·atan2(|a − b|, |a + b|) (the angle between them when |a| = |b|, as
-  on PULSE's sphere); the value is the mean over all L×L row pairs of D·angle², divided by 8
-  (PULSE hard-codes D = 512; here D is read from the latent). Summed over a batch it equals
+  on PULSE's sphere); the value is the mean over all L×L row pairs of 512·angle², divided by
+  8. The 512 is PULSE's constant, NOT the latent width D: on a narrower generator
+  (D = 128, 256) the value stays what PULSE and the authors' script compute, so the
+  ``official`` objective equals the script on any generator. Summed over a batch it equals
   PULSE's batch value.
   """
-  d = w.shape[-1]
   a = w[..., None, :, :]  # [..., 1, L, D]
   b = w[..., :, None, :]  # [..., L, 1, D]
   diff = jnp.sqrt(jnp.sum(jnp.square(a - b), axis=-1) + 1e-9)  # [..., L, L]
   summ = jnp.sqrt(jnp.sum(jnp.square(a + b), axis=-1) + 1e-9)
   angle = 2.0 * jnp.arctan2(diff, summ)
-  return jnp.mean(jnp.square(angle) * d, axis=(-2, -1)) / 8.0
+  return jnp.mean(jnp.square(angle) * _PULSE_WIDTH, axis=(-2, -1)) / 8.0
 
 
 # ----------------------------------------------------------------------------------------------

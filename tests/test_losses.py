@@ -34,13 +34,15 @@ def test_cross_loss_matches_golden():
   assert abs(float(jnp.sum(per_image)) - value) <= 1e-5 * abs(value)
 
 
-def test_cross_loss_is_squared_angle_between_equal_length_rows():
+@pytest.mark.parametrize("width", [16, 128])
+def test_cross_loss_is_squared_angle_times_pulse_constant(width):
+  """On a latent narrower than 512 the factor stays PULSE's 512, not the width."""
   theta = 0.7
-  a = jnp.zeros(16).at[0].set(3.0)
-  b = jnp.zeros(16).at[0].set(3.0 * math.cos(theta)).at[1].set(3.0 * math.sin(theta))
-  w = jnp.stack([jnp.stack([a, b]), jnp.stack([a, a])])  # [2, 2, 16]
-  # the 2x2 angle matrix is [[0, θ], [θ, 0]]: mean of 16·angle² over 4 entries, / 8
-  np.testing.assert_allclose(L.cross_loss(w), [theta**2 * 16 / 16, 0.0], atol=1e-4)
+  a = jnp.zeros(width).at[0].set(3.0)
+  b = jnp.zeros(width).at[0].set(3.0 * math.cos(theta)).at[1].set(3.0 * math.sin(theta))
+  w = jnp.stack([jnp.stack([a, b]), jnp.stack([a, a])])  # [2, 2, width]
+  # the 2x2 angle matrix is [[0, θ], [θ, 0]]: mean of 512·angle² over 4 entries, / 8
+  np.testing.assert_allclose(L.cross_loss(w), [theta**2 * 512 * 2 / 4 / 8, 0.0], atol=1e-4)
 
 
 # -------------------------------------------------------------------- simple terms, values
