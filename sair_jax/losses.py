@@ -35,15 +35,25 @@ def _cosine(a: Array, b: Array) -> Array:
 # ----------------------------------------------------------------------------------------------
 
 
-@jax.jit
-def fidelity_loss(y: Array, degraded: Array, clamp_min: Optional[float] = None) -> Array:
-  """||Y − D(G(w))||² as the mean squared error per image: [..., H, W, C] -> [...].
+FIDELITY_REDUCTIONS = ("mean", "sum")
 
-  ``clamp_min`` (the authors' script uses 1e-4) bounds each image's value from below; the
-  gradient is zero for images already under the bound.
+
+@functools.partial(jax.jit, static_argnames=("reduction",))
+def fidelity_loss(y: Array, degraded: Array, clamp_min: Optional[float] = None,
+                  reduction: str = "mean") -> Array:
+  """||Y − D(G(w))||² per image: [..., H, W, C] -> [...].
+
+  ``reduction="mean"`` (default; the authors' script, which weighs it by 120): the mean squared
+  error over the LQ's pixels and channels. ``reduction="sum"``: paper Eq. 3 as written, the
+  squared Frobenius norm (the mean times H·W·C). ``clamp_min`` (the authors' script uses 1e-4
+  with the mean) bounds each image's value from below; the gradient is zero for images
+  already under the bound.
   """
-  mse = jnp.mean(jnp.square(degraded - y), axis=(-3, -2, -1))
-  return mse if clamp_min is None else jnp.maximum(mse, clamp_min)
+  if reduction not in FIDELITY_REDUCTIONS:
+    raise ValueError(f"unknown reduction {reduction!r}; expected one of {FIDELITY_REDUCTIONS}")
+  reduce = jnp.mean if reduction == "mean" else jnp.sum
+  err = reduce(jnp.square(degraded - y), axis=(-3, -2, -1))
+  return err if clamp_min is None else jnp.maximum(err, clamp_min)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -53,6 +53,11 @@ def test_fidelity_loss_values_and_clamp():
   x = y.at[1].add(0.1)
   np.testing.assert_allclose(L.fidelity_loss(y, x), [0.0, 0.01], atol=1e-7)
   np.testing.assert_allclose(L.fidelity_loss(y, x, clamp_min=1e-4), [1e-4, 0.01], atol=1e-7)
+  # paper Eq. 3: the squared Frobenius norm, a sum over the 8·8·3 values
+  np.testing.assert_allclose(L.fidelity_loss(y, x, reduction="sum"), [0.0, 0.01 * 192],
+                             rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="reduction"):
+    L.fidelity_loss(y, x, reduction="max")
 
 
 def test_identity_and_prior_values():
