@@ -211,7 +211,7 @@ def hard_bin(values: Array, bins: int) -> tuple[Array, Array]:
 
 def _official_counts(img: Array, bins: int, color_space: str) -> Array:
   """Un-normalised hard-binned counts of every pixel of ONE image: [H, W, 3] -> [3, bins]."""
-  vals = (_yuv(img) if color_space == "yuv" else img) * 0.5 + 0.5  # (c + 1) / 2, [H, W, 3]
+  vals = ((_yuv(img) if color_space == "yuv" else img) + 1.0) / 2.0  # [H, W, 3]
   index, weight = hard_bin(vals.reshape(-1, 3), bins)  # [N, 3] each
   index = index + bins * jnp.arange(3)  # channel c's bins are c·bins ... c·bins + bins − 1
   counts = jax.ops.segment_sum(weight.reshape(-1), index.reshape(-1), num_segments=3 * bins)
