@@ -184,7 +184,7 @@ def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> 
                                    noise="const", **common)
   weights = tuple((t, float(loss[t])) for t in TERMS if float(loss[t]) != 0.0)
   return ObjectiveSpec(
-      weights=weights, noise=sol.noise,
+      weights=weights, noise=sol.noise, fidelity_norm=loss.fidelity_norm,
       fidelity_clamp=loss.fidelity_clamp if loss.fidelity_clamp >= 0 else None,
       jpeg_quality=config.degradation.jpeg_quality if config.degradation.jpeg_quality > 0
       else None,
