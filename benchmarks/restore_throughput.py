@@ -69,7 +69,8 @@ def make_spec(arch: stylegan2.Arch, upconv: str) -> objective.ObjectiveSpec:
   hist = (("histogram", 0.05),) if FLAGS.histogram else ()
   if FLAGS.preset == "paper":
     return objective.ObjectiveSpec(
-        weights=(("fidelity", 1.0), ("identity", 1.0), ("prior", 0.001)) + hist, **common)
+        weights=(("fidelity", 1.0), ("identity", 1.0), ("prior", 0.001)) + hist,
+        fidelity_norm="sum", **common)
   # The authors' script (the SPEC's 24.3 s anchor excludes the histogram term).
   return objective.ObjectiveSpec(
       weights=(("fidelity", 120.0), ("identity", 0.4), ("prior", 0.001), ("cross", 0.05)) + hist,

@@ -1,13 +1,65 @@
-"""Default SAIR configuration: the paper's settings (Eq. 8), ×32 benchmark inputs.
+"""Default SAIR configuration: ×32 benchmark inputs, the paper's Eq. 8 objective.
 
 Presets import this and patch it (x32.py, x8.py, official.py, smoke.py). Every field can be
 overridden on the command line: ``--config.solver.steps=200 --config.data.lq=my_lq``.
+
+``config.objective`` names one of :data:`OBJECTIVES`, a set of loss weights, term variants and
+optimiser switches: ``paper`` (Eq. 8 as written) or ``official`` (the authors' released
+script). ``get_config(objective)`` writes that set into the config; a preset patches on top.
+Choosing another objective on the command line (``--config.objective=paper``) rewrites the
+set when ``sair_jax.main`` reads its flags (:func:`apply_objective`). Precedence, highest
+first: a ``--config.x.y`` override on the command line; the objective named on the command
+line; the preset's own patches; the preset's objective.
 """
 
 import ml_collections
 
 
-def get_config():
+# What each objective sets (dotted config paths; both set the same fields, with the same types).
+OBJECTIVES = {
+    # Paper Eq. 8 as written: L_d + L_ID + λ||w - w_z||² + a1 L_e + a2 L_hist, with L_d the
+    # squared Frobenius norm (a sum over the LQ's values), Eq. 6's expression term, Eq. 7's soft
+    # histogram from the first step; Adam at a constant lr, constant generator noise.
+    "paper": {
+        "loss.fidelity": 1.0, "loss.fidelity_norm": "sum", "loss.fidelity_clamp": -1.0,
+        "loss.identity": 1.0, "loss.prior": 0.001, "loss.cross": 0.0,
+        "loss.expression": 0.1, "loss.expression_variant": "paper",
+        "loss.histogram": 0.05, "loss.histogram_variant": "paper", "loss.histogram_bins": 64,
+        "loss.histogram_start": 0, "loss.mask_every": 100,
+        "solver.schedule": "constant", "solver.noise": "const", "solver.output": "clip",
+        "solver.identity_variant": "standard", "expression.output_shift": False,
+    },
+    # The authors' released script (SPEC.md): 120·MSE clamped at 1e-4, PULSE's cross loss,
+    # 0.4·ID, the rows expression variant, the script's hard-binned histogram from step 200
+    # (face mask every 50 steps); cosine lr ramp, fresh noise every step, clamped and min-max
+    # normalised output, identity on the 100:900 crop, saved image shifted by γ_e.
+    "official": {
+        "loss.fidelity": 120.0, "loss.fidelity_norm": "mean", "loss.fidelity_clamp": 1e-4,
+        "loss.identity": 0.4, "loss.prior": 0.001, "loss.cross": 0.05,
+        "loss.expression": 0.1, "loss.expression_variant": "rows",
+        "loss.histogram": 0.05, "loss.histogram_variant": "official", "loss.histogram_bins": 256,
+        "loss.histogram_start": 200, "loss.mask_every": 50,
+        "solver.schedule": "cosine_ramp", "solver.noise": "random", "solver.output": "minmax",
+        "solver.identity_variant": "official", "expression.output_shift": True,
+    },
+}
+
+
+def apply_objective(c: ml_collections.ConfigDict, keep=()) -> ml_collections.ConfigDict:
+  """Writes the settings of the objective ``c.objective`` into ``c`` (in place; returned).
+
+  Fields whose dotted path is in ``keep`` (e.g. the command line's overrides) are left alone.
+  """
+  if c.objective not in OBJECTIVES:
+    raise ValueError(f"config.objective={c.objective!r}: expected one of {sorted(OBJECTIVES)}")
+  for path, value in OBJECTIVES[c.objective].items():
+    if path not in keep:
+      group, field = path.split(".")
+      c[group][field] = value
+  return c
+
+
+def get_config(objective: str = "paper"):
   c = ml_collections.ConfigDict()
   c.preset = "paper"
   c.output = "outputs/run"  # restored images, latents, reports, manifest
@@ -34,26 +86,24 @@ def get_config():
   c.expression = ml_collections.ConfigDict()
   c.expression.mode = "none"
   c.expression.file = ""
-  c.expression.output_shift = False  # save G(w + γ_e Δw_e) (authors' script)
   c.expression.gammas = ml_collections.ConfigDict(dict(
       neutral=3.0, angry=5.0, sad=8.0, happy=3.0, surprise=3.0, fear=3.0, disgust=2.5))
 
-  # Objective (paper Eq. 8): L_d + L_ID + λ||w - w_z||² + a1 L_e + a2 L_hist.
+  # Objective: c.objective picks the values of these fields from OBJECTIVES (set at the end):
+  #   loss.fidelity, identity, prior (λ), cross (PULSE), expression (a1; only for images with
+  #     an expression), histogram (a2): the weights of Eq. 8 (+ cross)
+  #   loss.fidelity_norm: 'sum' (||·||², Eq. 3) | 'mean' (MSE); fidelity_clamp (< 0: none)
+  #   loss.expression_variant: 'paper' (Eq. 6) | 'rows' (authors' mean |cos|)
+  #   loss.histogram_variant: 'paper' (Eq. 7, soft) | 'official' (the script's hard bins);
+  #     histogram_bins; histogram_start (step it switches on); mask_every (mask refresh period)
+  #   solver.schedule: 'constant' | 'cosine_ramp'; solver.noise: 'const' | 'random' (fresh
+  #     every step) | 'zero'; solver.output ([-1, 1] -> [0, 1]): 'clip' | 'minmax';
+  #     solver.identity_variant (ArcFace preprocessing): 'standard' | 'official'
+  #   expression.output_shift: save G(w + γ_e Δw_e) (authors' script)
+  c.objective = objective
   c.loss = ml_collections.ConfigDict()
-  c.loss.fidelity = 1.0
-  c.loss.identity = 1.0
-  c.loss.prior = 0.001  # λ
-  c.loss.cross = 0.0  # PULSE cross loss (authors' script: 0.05)
-  c.loss.expression = 0.1  # a1 (only for images with an expression)
-  c.loss.histogram = 0.05  # a2
-  c.loss.fidelity_clamp = -1.0  # < 0: none (authors: 1e-4)
-  c.loss.expression_variant = "paper"  # 'paper' (Eq. 6) | 'rows' (authors' mean |cos|)
   c.loss.expression_gamma = 0.0  # γ inside the expression term, 1 - cos(w + γΔw, Δw)
-  c.loss.histogram_variant = "paper"  # 'paper' | 'official'
-  c.loss.histogram_bins = 64
-  c.loss.histogram_size = 256
-  c.loss.histogram_start = 0  # step at which the histogram term switches on
-  c.loss.mask_every = 100  # recompute the face mask of the current result every N steps
+  c.loss.histogram_size = 256  # side at which the histogram compares faces
 
   # Degradation model D inside the fidelity term (the LQ's own degradation).
   c.degradation = ml_collections.ConfigDict()
@@ -64,7 +114,6 @@ def get_config():
   c.solver = ml_collections.ConfigDict()
   c.solver.steps = 400
   c.solver.lr = 0.1
-  c.solver.schedule = "constant"  # 'constant' | 'cosine_ramp'
   # Images per compiled batch. 0 = auto: the largest batch whose compiled program fits the
   # device's memory (solver.memory_budget_gib on a CPU), rematerialising when that fits twice
   # as many; a batch that still runs out of memory is halved and retried.
@@ -72,9 +121,6 @@ def get_config():
   c.solver.max_batch = 32  # auto never goes beyond this
   c.solver.memory_budget_gib = 0.0  # > 0: memory per device for auto (0: the device's own)
   c.solver.chunk = 50  # steps per compiled call (progress is reported between chunks)
-  c.solver.noise = "const"  # generator noise: 'const' | 'random' (fresh every step) | 'zero'
-  c.solver.output = "clip"  # [-1, 1] -> [0, 1]: 'clip' | 'minmax'
-  c.solver.identity_variant = "standard"  # ArcFace preprocessing: 'standard' | 'official'
   # 'auto' = sair_jax/backend_defaults.py: bfloat16 on GPUs, float32 elsewhere (W+, Adam and
   # the losses are float32 either way).
   c.solver.compute_dtype = "auto"
@@ -97,4 +143,4 @@ def get_config():
 
   c.distributed = False  # jax.distributed.initialize(); each host restores its slice
   c.untrained = False  # smoke preset: random networks, no checkpoints
-  return c
+  return apply_objective(c)

@@ -8,12 +8,27 @@ expected problems (missing checkpoints, bad folders) into a short message and ex
 
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "an ml_collections config file "
                                           "(configs/x32.py, x8.py, official.py, smoke.py)",
                                           lock_config=False)
+
+
+def load_config(flag):
+  """The parsed ``--config`` flag, with an objective chosen on the command line applied.
+
+  ``--config.objective=NAME`` rewrites the objective's settings (``configs/default.py``,
+  ``OBJECTIVES``) over the preset's, except the fields also given on the command line, which
+  win. ``flag`` is ``flags.FLAGS["config"]`` after parsing.
+  """
+  config = flag.value
+  overrides = config_flags.get_override_values(flag)
+  if "objective" in overrides:
+    from configs import default
+    default.apply_objective(config, keep=set(overrides))
+  return config
 
 
 def main(argv):
@@ -26,7 +41,7 @@ def main(argv):
   from sair_jax.directions import DirectionsError
   from sair_jax.networks import MissingCheckpoints
   try:
-    manifest = run.run(_CONFIG.value)
+    manifest = run.run(load_config(flags.FLAGS["config"]))
   except (MissingCheckpoints, CheckpointError, CheckpointFormatError, DirectionsError,
           run.RunError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)

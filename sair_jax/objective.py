@@ -47,6 +47,7 @@ class ObjectiveSpec:
   arcface_meta: tuple  # sorted items of the ArcFace meta dict (hashable)
   factor: int  # generator resolution / LQ resolution
   weights: tuple  # ((term, weight), ...) for the terms in TERMS
+  fidelity_norm: str = "mean"  # L_d reduction: 'mean' (authors' script) | 'sum' (Eq. 3's ||·||²)
   fidelity_clamp: float | None = None  # the authors clamp the per-image MSE below at 1e-4
   jpeg_quality: float | None = None  # differentiable JPEG inside D
   blur_sigma: float | None = None  # Gaussian blur inside D (x8 presets)
@@ -127,7 +128,8 @@ def make_objective(spec: ObjectiveSpec) -> Callable:
     terms = {}
     if spec.weight("fidelity"):
       degraded = degradation.degrade(x01[None], dparams)[0]  # [h, w, 3]
-      terms["fidelity"] = losses.fidelity_loss(target.lq, degraded, spec.fidelity_clamp)
+      terms["fidelity"] = losses.fidelity_loss(target.lq, degraded, spec.fidelity_clamp,
+                                               spec.fidelity_norm)
     if spec.weight("identity"):
       terms["identity"] = losses.identity_loss(target.ref_embedding, embed(spec, nets, x01))
     if spec.weight("prior"):
@@ -196,7 +198,7 @@ def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> 
                                    noise="const", **common)
   weights = tuple((t, float(loss[t])) for t in TERMS if float(loss[t]) != 0.0)
   return ObjectiveSpec(
-      weights=weights, noise=sol.noise,
+      weights=weights, noise=sol.noise, fidelity_norm=loss.fidelity_norm,
       fidelity_clamp=loss.fidelity_clamp if loss.fidelity_clamp >= 0 else None,
       jpeg_quality=config.degradation.jpeg_quality if config.degradation.jpeg_quality > 0
       else None,

@@ -1,8 +1,10 @@
 """Tests of the SAIR loss terms (sair_jax.losses) and the learning-rate schedules."""
 
+import functools
 import math
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -32,13 +34,15 @@ def test_cross_loss_matches_golden():
   assert abs(float(jnp.sum(per_image)) - value) <= 1e-5 * abs(value)
 
 
-def test_cross_loss_is_squared_angle_between_equal_length_rows():
+@pytest.mark.parametrize("width", [16, 128])
+def test_cross_loss_is_squared_angle_times_pulse_constant(width):
+  """On a latent narrower than 512 the factor stays PULSE's 512, not the width."""
   theta = 0.7
-  a = jnp.zeros(16).at[0].set(3.0)
-  b = jnp.zeros(16).at[0].set(3.0 * math.cos(theta)).at[1].set(3.0 * math.sin(theta))
-  w = jnp.stack([jnp.stack([a, b]), jnp.stack([a, a])])  # [2, 2, 16]
-  # the 2x2 angle matrix is [[0, θ], [θ, 0]]: mean of 16·angle² over 4 entries, / 8
-  np.testing.assert_allclose(L.cross_loss(w), [theta**2 * 16 / 16, 0.0], atol=1e-4)
+  a = jnp.zeros(width).at[0].set(3.0)
+  b = jnp.zeros(width).at[0].set(3.0 * math.cos(theta)).at[1].set(3.0 * math.sin(theta))
+  w = jnp.stack([jnp.stack([a, b]), jnp.stack([a, a])])  # [2, 2, width]
+  # the 2x2 angle matrix is [[0, θ], [θ, 0]]: mean of 512·angle² over 4 entries, / 8
+  np.testing.assert_allclose(L.cross_loss(w), [theta**2 * 512 * 2 / 4 / 8, 0.0], atol=1e-4)
 
 
 # -------------------------------------------------------------------- simple terms, values
@@ -49,6 +53,11 @@ def test_fidelity_loss_values_and_clamp():
   x = y.at[1].add(0.1)
   np.testing.assert_allclose(L.fidelity_loss(y, x), [0.0, 0.01], atol=1e-7)
   np.testing.assert_allclose(L.fidelity_loss(y, x, clamp_min=1e-4), [1e-4, 0.01], atol=1e-7)
+  # paper Eq. 3: the squared Frobenius norm, a sum over the 8·8·3 values
+  np.testing.assert_allclose(L.fidelity_loss(y, x, reduction="sum"), [0.0, 0.01 * 192],
+                             rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="reduction"):
+    L.fidelity_loss(y, x, reduction="max")
 
 
 def test_identity_and_prior_values():
@@ -156,6 +165,93 @@ def test_histogram_mask_weights_are_weights_not_zero_pixels():
                              L.histogram_loss(x, y, full) * (0.5 / 3.5) / (1 / 4), rtol=1e-4)
   # a zeroed-out (not excluded) pixel would have counted as black
   assert float(L.histogram_loss(x * weights[..., None], x, jnp.ones((1, 2, 2)))[0]) > 0.05
+
+
+# ------------------------------------------------ the official variant: the authors' script
+
+
+def test_official_histogram_matches_golden():
+  """The script's EMD (float32, batch of one) and its gradient, from histogram_ref.npz.
+
+  Tolerances are the issue's: an implementation whose float32 pow rounds differently can flip
+  the few pixels whose weight sits on the threshold t(v) = v > 1.
+  """
+  with np.load(fixture("histogram_ref.npz")) as data:
+    x, y = (jnp.asarray(data[k]).transpose(0, 2, 3, 1) for k in ("x", "y"))  # NCHW -> NHWC
+    mask, emd, grad = jnp.asarray(data["mask"]), data["emd"], data["grad"]
+    bins = int(data["bins"])
+  fn = lambda a: L.histogram_loss(a, y, mask, bins=bins, variant="official") * 256.0**2
+  np.testing.assert_allclose(fn(x), emd, rtol=1e-3)
+  got = jax.grad(lambda a: jnp.sum(fn(a)))(x).transpose(0, 3, 1, 2)
+  assert float(jnp.max(jnp.abs(got - grad))) <= 2e-2 * np.max(np.abs(grad))
+  assert float(jnp.max(jnp.abs(got))) > 0
+
+
+def dense_official_emd(x, y, mask, bins):
+  """SPEC's formula transcribed densely (pixels × bins), float32 like the script: one image."""
+  edges = np.linspace(-0.05, 1.05, bins + 1)
+  h = (edges[1] - edges[0]) / 2
+  centres = jnp.asarray(edges[:-1] + h, jnp.float32)
+  rgb_to_yuv = jnp.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436],
+                          [0.615, -0.51499, -0.10001]])
+
+  def hist(img):  # [H, W, 3] -> [3, bins]
+    r, g, b = [img[..., i] * mask for i in range(3)]
+    channels = [(m[0] * r + m[1] * g + m[2] * b + 1) / 2 for m in rgb_to_yuv]
+    vals = jnp.stack([c.reshape(-1) for c in channels])  # [3, N]
+    v = jnp.power(jnp.float32(1.01), jnp.float32(h) - jnp.abs(vals[..., None] - centres))
+    return jnp.sum(jnp.where(v > 1, v, 0.0), axis=1)  # [3, N, bins] -> [3, bins]
+
+  gap = jnp.cumsum(hist(x), -1) - jnp.cumsum(hist(y), -1)
+  return jnp.mean(jnp.sum(gap**2, -1)) / 256.0**2
+
+
+@pytest.mark.parametrize("shape,bins", [((17, 23), 256), ((40, 36), 256), ((31, 9), 32)])
+def test_official_histogram_matches_dense_formula_on_other_sizes(shape, bins):
+  h, w = shape
+  x, y = uniform(20, (2, h, w, 3)), uniform(21, (2, h, w, 3), 0.1, 0.9)
+  mask = (uniform(22, (2, h, w)) > 0.4).astype(jnp.float32)
+  fn = functools.partial(L.histogram_loss, bins=bins, variant="official")
+  dense = jax.vmap(lambda a, b, m: dense_official_emd(a, b, m, bins))
+  np.testing.assert_allclose(fn(x, y, mask), jax.jit(dense)(x, y, mask), rtol=1e-5)
+  grad = lambda f: jax.jit(jax.grad(lambda a: jnp.sum(f(a, y, mask))))(x)
+  got, want = grad(fn), grad(dense)
+  assert float(jnp.max(jnp.abs(got - want))) <= 1e-4 * float(jnp.max(jnp.abs(want)))
+  assert bool(jnp.all(jnp.where(mask[..., None] == 0, got == 0, True)))  # masked: no gradient
+
+
+def test_official_histogram_counts_masked_out_pixels_as_black():
+  """Every pixel is binned: masking out a pixel is not the same as leaving it out."""
+  x = uniform(23, (1, 6, 6, 3), 0.2, 0.8)
+  y = uniform(24, (1, 6, 6, 3), 0.2, 0.8)
+  ones = jnp.ones((1, 6, 6))
+  holed = ones.at[0, :3].set(0.0)
+  # in-mask pixels identical, out-of-mask pixels different: zero, since both become black
+  y_same_inside = jnp.where(holed[..., None] > 0, x, y)
+  assert float(L.histogram_loss(x, y_same_inside, holed, variant="official")[0]) == 0.0
+  # one image's masked-out pixels are black, the other's are its own colours: not zero
+  got = L.histogram_loss(x, y_same_inside, holed, ones, variant="official")[0]
+  assert float(got) > 0
+
+
+def _largest_intermediate(jaxpr) -> int:
+  """Elements of the largest value any equation of a (closed) jaxpr produces, nested too."""
+  biggest = 0
+  for eqn in jaxpr.eqns:
+    for v in eqn.outvars:
+      biggest = max(biggest, int(np.prod(getattr(v.aval, "shape", ()))))
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      biggest = max(biggest, _largest_intermediate(sub))
+  return biggest
+
+
+def test_official_histogram_never_builds_a_pixels_by_bins_array():
+  x, y = uniform(25, (64, 64, 3)), uniform(26, (64, 64, 3))
+  mask = jnp.ones((64, 64))
+  value_and_grad = jax.value_and_grad(
+      lambda a: L.histogram_loss(a, y, mask, variant="official"))
+  biggest = _largest_intermediate(jax.make_jaxpr(value_and_grad)(x).jaxpr)
+  assert 64 * 64 * 3 <= biggest < 64 * 64 * 256  # per-pixel arrays only
 
 
 # --------------------------------------------------------------- every term: grad and vmap
