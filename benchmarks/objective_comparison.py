@@ -8,7 +8,7 @@ The problem is the one ``test_restores_a_known_answer_through_main`` builds
 weights, so it carries no identity); GT = G(w*) for 3 random faces, rendered with the
 generator's constant noise; LQ = the authors' bicubic ×4 of the GT (8×8, no noise); reference
 = w* with its fine layers (6:) taken from other faces, given as a latent. Each row restores it
-through ``sair_jax.run.run`` with ``configs/x32.py`` switched to one objective
+through ``sair_jax.pipeline.run.run`` with ``configs/x32.py`` switched to one objective
 (``configs/default.py``, ``OBJECTIVES``, as ``--config.objective=NAME`` does), possibly with the
 fidelity norm swapped (``+sum``, ``+mean``), the identity term off (``-ID``) or, in the rows
 outside 'all', the official objective's generator noise held constant. Every other setting is
@@ -33,8 +33,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 import known_answer  # noqa: E402  (tests/known_answer.py: the test's problem)
 from configs import default, x32  # noqa: E402
-from sair_jax import objective, run  # noqa: E402
-from sair_jax.image_io import read_image  # noqa: E402
+from sair_jax import run  # noqa: E402
+from sair_jax.core import objective
+from sair_jax.io.images import read_image  # noqa: E402
 from sair_jax.nets import stylegan2  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from sair_jax import batching, objective, solver
+from sair_jax.core import batching, objective, solver
 from sair_jax.nets import arcface, stylegan2
-from sair_jax.networks import random_params
-from sair_jax.program_stats import GIB, ProgramStats
+from sair_jax.pipeline.networks import random_params
+from sair_jax.core.program_stats import GIB, ProgramStats
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch", ["1", "8", "16"], "batch sizes to measure ('auto': the planner's)")

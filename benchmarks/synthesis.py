@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 
 from sair_jax.nets import stylegan2
-from sair_jax.program_stats import GIB, ProgramStats
+from sair_jax.core.program_stats import GIB, ProgramStats
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 4, "images per call")

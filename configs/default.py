@@ -121,8 +121,8 @@ def get_config(objective: str = "paper"):
   c.solver.max_batch = 32  # auto never goes beyond this
   c.solver.memory_budget_gib = 0.0  # > 0: memory per device for auto (0: the device's own)
   c.solver.chunk = 50  # steps per compiled call (progress is reported between chunks)
-  # 'auto' = sair_jax/backend_defaults.py: bfloat16 on GPUs, float32 elsewhere (W+, Adam and
-  # the losses are float32 either way).
+  # 'auto' = sair_jax/core/backend_defaults.py: bfloat16 on GPUs, float32 elsewhere (W+, Adam
+  # and the losses are float32 either way).
   c.solver.compute_dtype = "auto"
   c.solver.remat = False  # rematerialise synthesis blocks (auto batch may turn it on)
   c.solver.upconv = "auto"  # 'separable' | 'folded' 2x up layers (same result; see README)

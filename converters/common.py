@@ -7,7 +7,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from converters.torch_reader import CheckpointFormatError, load_torch_file
+from sair_jax.io.torch_reader import CheckpointFormatError, load_torch_file
 
 
 class ConversionError(Exception):
@@ -75,7 +75,7 @@ def run_cli(convert: Callable[[], None]) -> None:
   """Runs ``convert``; any expected failure becomes ``error: <one line>`` and exit status 1."""
   from absl import logging
 
-  from sair_jax.checkpoint import CheckpointError
+  from sair_jax.io.checkpoint import CheckpointError
   logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   try:
     convert()
@@ -87,7 +87,7 @@ def run_cli(convert: Callable[[], None]) -> None:
 
 def convert_torch_file(convert: Callable, src: str, dst: str, kind: str) -> dict:
   """Reads the torch file ``src``, ``convert(obj, src) -> (params, meta)``, writes ``dst``."""
-  from sair_jax import checkpoint
+  from sair_jax.io import checkpoint
 
   params, meta = convert(read_source(src), src)
   checkpoint.save(dst, params, meta, kind)

@@ -288,7 +288,7 @@ def convert(config: dict, state: dict, source: str, labels=FER_LABELS) -> tuple[
 
 def convert_file(src: str, dst: str, labels=FER_LABELS) -> dict:
   """Reads ``src``, converts it and writes the checkpoint directory ``dst``; returns meta."""
-  from sair_jax import checkpoint
+  from sair_jax.io import checkpoint
   from sair_jax.nets import expression
 
   config, state = read_hdf5(src)

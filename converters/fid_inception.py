@@ -24,7 +24,7 @@ import numpy as np
 
 from converters.common import (ConversionError, TensorTable, src_dst_program, torch_file_converter,
                                unwrap_state_dict)
-from sair_jax import checkpoint
+from sair_jax.io import checkpoint
 from sair_jax.metrics import fid
 from sair_jax.nets import inception
 

@@ -77,7 +77,7 @@ def convert(alexnet_obj: Any, lin_obj: Any, alexnet_source: str, lin_source: str
 
 def convert_files(alexnet_path: str, lin_path: str, dst: str) -> dict:
   """Reads both files, converts them and writes the checkpoint directory ``dst``; returns meta."""
-  from sair_jax import checkpoint
+  from sair_jax.io import checkpoint
 
   params, meta = convert(read_source(alexnet_path), read_source(lin_path), alexnet_path, lin_path)
   checkpoint.save(dst, params, meta, KIND)

@@ -42,8 +42,8 @@ import numpy as np
 from PIL import Image
 
 from sair_jax import __version__
-from sair_jax import degradation
-from sair_jax import image_io
+from sair_jax.core import degradation
+from sair_jax.io import images
 
 PRESETS = ("x32", "x8")
 X8_STAGES = ("blur", "noise", "jpeg")
@@ -149,7 +149,7 @@ def degrade_image(x: np.ndarray, name: str, *, preset: str, seed: int = 0,
   params = degradation.DegradationParams(kernel=kernel, factor=factor,
                                          noise_sigma=sigma, clip=True)
   lq = degradation.degrade(jnp.asarray(x, jnp.float32)[None], params, k_noise)[0]
-  lq = image_io.to_uint8(np.asarray(lq))
+  lq = images.to_uint8(np.asarray(lq))
   if "jpeg" in stages:
     quality = int(jax.random.randint(k_jpeg, (), X8_JPEG_QUALITY[0], X8_JPEG_QUALITY[1] + 1))
     lq = _pillow_jpeg(lq, quality)
@@ -161,10 +161,10 @@ def _list_sources(src: str) -> list[str]:
   if not os.path.isdir(src):
     raise DegradeError(f"{src}: not a directory")
   names = sorted(n for n in os.listdir(src)
-                 if n.lower().endswith(image_io.IMAGE_EXTENSIONS)
+                 if n.lower().endswith(images.IMAGE_EXTENSIONS)
                  and not n.startswith(".") and os.path.isfile(os.path.join(src, n)))
   if not names:
-    raise DegradeError(f"{src}: no images found ({', '.join(image_io.IMAGE_EXTENSIONS)})")
+    raise DegradeError(f"{src}: no images found ({', '.join(images.IMAGE_EXTENSIONS)})")
   stems = {}
   for n in names:
     stem = os.path.splitext(n)[0]
@@ -202,7 +202,7 @@ def run() -> int:
     raise DegradeError(f"{FLAGS.dst}: cannot create ({e.strerror or e})") from None
   for name in names:
     path = os.path.join(FLAGS.src, name)
-    x = image_io.read_image(path)
+    x = images.read_image(path)
     try:
       lq, record = degrade_image(
           x, name, preset=FLAGS.preset, seed=FLAGS.seed, factor=FLAGS.factor,
@@ -213,8 +213,8 @@ def run() -> int:
     stem = os.path.splitext(name)[0]
     out = os.path.join(FLAGS.dst, stem + ".png")
     record["output"] = stem + ".png"
-    image_io.write_image(out, lq)
-    image_io.atomic_write(os.path.join(FLAGS.dst, stem + ".json"),
+    images.write_image(out, lq)
+    images.atomic_write(os.path.join(FLAGS.dst, stem + ".json"),
                           (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
   return len(names)
 
@@ -226,7 +226,7 @@ def main(argv):
     return 2
   try:
     n = run()
-  except (DegradeError, image_io.ImageIOError) as e:
+  except (DegradeError, images.ImageIOError) as e:
     print(f"degrade: error: {e}", file=sys.stderr)
     return 1
   print(f"degrade: wrote {n} image(s) to {FLAGS.dst} (preset {FLAGS.preset}, seed {FLAGS.seed})")

@@ -53,8 +53,8 @@ import numpy as np
 from PIL import Image
 
 from sair_jax import gallery as gallery_lib
-from sair_jax import image_io
-from sair_jax import report as report_lib
+from sair_jax.io import images
+from sair_jax.pipeline import report as report_lib
 from sair_jax.metrics import image as image_metrics
 from sair_jax.metrics import stats
 
@@ -118,7 +118,7 @@ class Models:
 def load_models(*, lpips_ckpt: str | None, fid_ckpt: str | None, arcface_ckpt: str | None,
                 judge: str = "auto", log: Callable[[str], None] = _stderr) -> Models:
   """Loads what was given; a missing or unloadable checkpoint becomes a ``missing`` reason."""
-  from sair_jax.checkpoint import CheckpointError
+  from sair_jax.io.checkpoint import CheckpointError
   models = Models()
 
   def attempt(key: str, flag: str, path: str | None, loader: Callable[[str], Any]):
@@ -140,7 +140,7 @@ def load_models(*, lpips_ckpt: str | None, fid_ckpt: str | None, arcface_ckpt: s
   if judge == "off":
     models.missing["judge"] = "--judge=off"
   else:
-    from sair_jax import landmarks
+    from sair_jax.face import landmarks
     from sair_jax.metrics import identity
     try:
       if not identity.judge_available():
@@ -163,7 +163,7 @@ def _image_size(path: str) -> tuple[int, int]:
     with Image.open(path) as img:
       return img.size[1], img.size[0]
   except Exception as e:  # pylint: disable=broad-except
-    raise image_io.ImageIOError(f"{path}: cannot read image ({str(e).splitlines()[0]})") from None
+    raise images.ImageIOError(f"{path}: cannot read image ({str(e).splitlines()[0]})") from None
 
 
 def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -216,7 +216,7 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
     raise EvaluationError(f"--batch={batch}: must be at least 1")
   gt = gallery_lib.index_images(gt_dir)
   if not gt:
-    raise EvaluationError(f"{gt_dir}: no images found (extensions {image_io.IMAGE_EXTENSIONS})")
+    raise EvaluationError(f"{gt_dir}: no images found (extensions {images.IMAGE_EXTENSIONS})")
   outputs = {name: gallery_lib.index_images(folder) for name, folder in methods}
   if models is None:
     models = load_models(lpips_ckpt=lpips_ckpt, fid_ckpt=fid_ckpt, arcface_ckpt=arcface_ckpt,
@@ -244,8 +244,8 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
   if models.fid is not None:
     feats = []
     for chunk in _batches(sorted(gt), gt_sizes.get, batch):
-      images = np.stack([image_io.read_image(gt[n]) for n in chunk])
-      feats.append(np.asarray(models.fid.features(_pad(images, batch)))[:len(chunk)])
+      pixels = np.stack([images.read_image(gt[n]) for n in chunk])
+      feats.append(np.asarray(models.fid.features(_pad(pixels, batch)))[:len(chunk)])
     gt_features = np.concatenate(feats)
 
   records: list[dict] = []
@@ -257,11 +257,11 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
     method_features = []
     rows: list[dict] = []
     for chunk in _batches(matched, gt_sizes.get, batch):
-      gts = np.stack([image_io.read_image(gt[n]) for n in chunk])  # [b, H, W, 3]
+      gts = np.stack([images.read_image(gt[n]) for n in chunk])  # [b, H, W, 3]
       size = gts.shape[1:3]
       outs, resized = [], []
       for n in chunk:
-        img = image_io.read_image(out_index[n])
+        img = images.read_image(out_index[n])
         resized.append(None if img.shape[:2] == size else list(img.shape[:2]))
         outs.append(resize_to(img, size))
       outs = np.stack(outs)
@@ -435,15 +435,15 @@ def gallery_rows(gt: dict, outputs: dict, records: list[dict], *, lq_dir: str | 
   by_key = {(r["method"], r["name"]): r for r in records}
   rows = []
   for name in sorted(gt):
-    images = {label: idx.get(name) for label, idx in side.items()}
-    images.update({m: idx.get(name) for m, idx in outputs.items()})
-    images["GT"] = gt[name]
+    cells = {label: idx.get(name) for label, idx in side.items()}
+    cells.update({m: idx.get(name) for m, idx in outputs.items()})
+    cells["GT"] = gt[name]
     values = {m: {k: by_key[(m, name)][k] for k in PER_IMAGE if by_key[(m, name)][k] is not None}
               for m in outputs if (m, name) in by_key}
     rep = reports.get(name, {})
     if rep:
       values["report"] = gallery_lib.report_values(rep)
-    rows.append(gallery_lib.Row(name=name, images=images, values=values,
+    rows.append(gallery_lib.Row(name=name, images=cells, values=values,
                                 flags=list(rep.get("flags", [])),
                                 notes=gallery_lib.report_notes(rep)))
   return rows, columns
@@ -459,11 +459,11 @@ def _csv_text(header: list[str], rows: list[list]) -> bytes:
 
 def _write_outputs(out_dir: str, records: list[dict], result: dict, table: str) -> None:
   j = lambda obj: (report_lib.dumps(obj) + "\n").encode()  # noqa: E731
-  image_io.atomic_write(os.path.join(out_dir, "table.md"), table.encode())
-  image_io.atomic_write(os.path.join(out_dir, "per_image.json"), j(records))
-  image_io.atomic_write(os.path.join(out_dir, "per_method.json"), j(result))
+  images.atomic_write(os.path.join(out_dir, "table.md"), table.encode())
+  images.atomic_write(os.path.join(out_dir, "per_image.json"), j(records))
+  images.atomic_write(os.path.join(out_dir, "per_method.json"), j(result))
   cols = ["method", "name", "gt", "output", "resized_from", *PER_IMAGE]
-  image_io.atomic_write(os.path.join(out_dir, "per_image.csv"), _csv_text(cols, [
+  images.atomic_write(os.path.join(out_dir, "per_image.csv"), _csv_text(cols, [
       [("x".join(map(str, r[c])) if c == "resized_from" and r[c] else r[c]) for c in cols]
       for r in records]))
   head = ["method", "n", "missing_outputs", "extra_outputs", "resized"]
@@ -481,7 +481,7 @@ def _write_outputs(out_dir: str, records: list[dict], result: dict, table: str) 
       else:
         row += [status, status, status] if status else [e["mean"], e["lo"], e["hi"]]
     rows.append(row)
-  image_io.atomic_write(os.path.join(out_dir, "per_method.csv"), _csv_text(head, rows))
+  images.atomic_write(os.path.join(out_dir, "per_method.csv"), _csv_text(head, rows))
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -523,7 +523,7 @@ def main(argv):
                       fid_ckpt=f.fid, arcface_ckpt=f.arcface,
                       arcface_variant=f.arcface_variant, judge=f.judge, batch=f.batch,
                       n_bootstrap=f.bootstrap, seed=f.seed, thumbnail=f.thumbnail)
-  except (EvaluationError, gallery_lib.GalleryError, image_io.ImageIOError) as e:
+  except (EvaluationError, gallery_lib.GalleryError, images.ImageIOError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   print(result["table"])

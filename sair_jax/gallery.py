@@ -11,7 +11,7 @@ as long as it stays next to the run/evaluation folders), or embedded as base64 t
 ``thumbnail=N`` (the page is then a single movable file).
 
 Run folders (written by ``python -m sair_jax.main``): ``OUT/reports/NAME.json`` (per-image
-reports, :mod:`sair_jax.report`), ``OUT/restored/NAME.png``, ``OUT/references/NAME.png``; the LQ
+reports, :mod:`sair_jax.pipeline.report`), ``OUT/restored/NAME.png``, ``OUT/references/NAME.png``; the LQ
 inputs live wherever the run read them (``--lq``). Every one of them is optional.
 """
 
@@ -28,7 +28,7 @@ import sys
 import urllib.parse
 from typing import Any, Mapping, Sequence
 
-from sair_jax import image_io
+from sair_jax.io import images
 
 # Metrics for which larger is better (worst-first sorting is ascending for these).
 HIGHER_IS_BETTER = {"psnr", "ssim", "identity", "identity_sim", "fidelity_psnr"}
@@ -67,7 +67,7 @@ def index_images(folder: str | os.PathLike) -> dict[str, str]:
   out: dict[str, str] = {}
   for entry in sorted(os.listdir(folder)):
     stem, ext = os.path.splitext(entry)
-    if entry.startswith(".") or ext.lower() not in image_io.IMAGE_EXTENSIONS:
+    if entry.startswith(".") or ext.lower() not in images.IMAGE_EXTENSIONS:
       continue
     if stem in out:
       raise GalleryError(f"{folder}: two images named '{stem}' ({os.path.basename(out[stem])}, "
@@ -247,7 +247,7 @@ def write_gallery(path: str | os.PathLike, rows: Sequence[Row], columns: Sequenc
   html_dir = os.path.dirname(os.path.abspath(path))
   page = render(rows, columns, html_dir=html_dir, title=title, thumbnail=thumbnail,
                 header=header)
-  image_io.atomic_write(path, page.encode("utf-8"))
+  images.atomic_write(path, page.encode("utf-8"))
 
 
 def report_values(report: Mapping) -> dict[str, Any]:
@@ -274,7 +274,7 @@ def run_rows(run_dir: str | os.PathLike | None = None, *, lq_dir: str | None = N
   ``restored_dir``, ``references_dir`` and ``reports_dir`` default to ``run_dir/restored``,
   ``run_dir/references`` and ``run_dir/reports`` when those exist; any may be absent.
   """
-  from sair_jax import report as report_lib
+  from sair_jax.pipeline import report as report_lib
 
   def default(given, sub):
     if given is not None or run_dir is None:
@@ -286,19 +286,19 @@ def run_rows(run_dir: str | os.PathLike | None = None, *, lq_dir: str | None = N
   references_dir = default(references_dir, "references")
   reports_dir = default(reports_dir, "reports")
   sources = [("LQ", lq_dir), ("reference", references_dir), ("restored", restored_dir)]
-  images = {label: index_images(d) for label, d in sources if d is not None}
+  indexed = {label: index_images(d) for label, d in sources if d is not None}
   try:
     reports = report_lib.read_reports(reports_dir) if reports_dir else {}
   except (OSError, ValueError) as e:
     raise GalleryError(str(e)) from None
-  names = sorted(set(reports) | set(images.get("restored", {})))
+  names = sorted(set(reports) | set(indexed.get("restored", {})))
   if not names:
     raise GalleryError(f"{run_dir or restored_dir}: no restored images and no reports found")
-  columns = [label for label, _ in sources if label in images]
+  columns = [label for label, _ in sources if label in indexed]
   rows = []
   for name in names:
     rep = reports.get(name, {})
-    rows.append(Row(name=name, images={c: images[c].get(name) for c in columns},
+    rows.append(Row(name=name, images={c: indexed[c].get(name) for c in columns},
                     values={"report": report_values(rep)} if rep else {},
                     flags=list(rep.get("flags", [])), notes=report_notes(rep)))
   return rows, columns
@@ -330,7 +330,7 @@ def main(argv):
     write_gallery(out, rows, columns, title=f"restoration run {f.run or ''}".strip(),
                   thumbnail=f.thumbnail,
                   header=f"<p>{len(rows)} images, {flagged} flagged.</p>")
-  except (GalleryError, image_io.ImageIOError) as e:
+  except (GalleryError, images.ImageIOError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   print(f"wrote {out} ({len(rows)} images, {flagged} flagged)")

@@ -2,7 +2,7 @@
 
     python -m sair_jax.main --config=configs/x32.py [--config.data.lq=DIR ...]
 
-Everything happens in :func:`sair_jax.run.run`; this file only parses flags and turns
+Everything happens in :func:`sair_jax.pipeline.run.run`; this file only parses flags and turns
 expected problems (missing checkpoints, bad folders) into a short message and exit status 1.
 """
 
@@ -35,11 +35,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  from converters.torch_reader import CheckpointFormatError
-  from sair_jax import run
-  from sair_jax.checkpoint import CheckpointError
-  from sair_jax.directions import DirectionsError
-  from sair_jax.networks import MissingCheckpoints
+  from sair_jax.io.torch_reader import CheckpointFormatError
+  from sair_jax.pipeline import run
+  from sair_jax.io.checkpoint import CheckpointError
+  from sair_jax.face.directions import DirectionsError
+  from sair_jax.pipeline.networks import MissingCheckpoints
   try:
     manifest = run.run(load_config(flags.FLAGS["config"]))
   except (MissingCheckpoints, CheckpointError, CheckpointFormatError, DirectionsError,

@@ -10,8 +10,8 @@ import numpy as np
 
 from converters import arcface as arcface_converter
 from converters import stylegan2 as sg2_converter
-from sair_jax import degradation, objective
-from sair_jax.image_io import write_image
+from sair_jax.core import degradation, objective
+from sair_jax.io.images import write_image
 from sair_jax.nets import stylegan2
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")

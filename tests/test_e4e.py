@@ -12,8 +12,8 @@ from layouts import official_layout, random_state_dict
 from converters import arcface as arcface_converter
 from converters import e4e as converter
 from converters.common import ConversionError
-from converters.torch_reader import load_torch_file
-from sair_jax import checkpoint
+from sair_jax.io.torch_reader import load_torch_file
+from sair_jax.io import checkpoint
 from sair_jax.nets import e4e
 from sair_jax.nets.layers import interpolation_matrix
 

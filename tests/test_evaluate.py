@@ -17,7 +17,10 @@ import pytest
 from conftest import fixture
 from converters import arcface as arcface_converter
 from converters import lpips as lpips_converter
-from sair_jax import degradation, evaluate, image_io, report
+from sair_jax import evaluate
+from sair_jax.core import degradation
+from sair_jax.io import images
+from sair_jax.pipeline import report
 from sair_jax.metrics import fid, image, lpips
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,17 +43,17 @@ def dataset(tmp_path_factory):
     (root / d).mkdir()
   for i in range(N):
     gt = face(i, rng)
-    image_io.write_image(root / "gt" / f"f{i}.png", gt)
+    images.write_image(root / "gt" / f"f{i}.png", gt)
     if i < N - 1:
-      image_io.write_image(root / "good" / f"f{i}.png",
+      images.write_image(root / "good" / f"f{i}.png",
                            np.clip(gt + rng.normal(0, 0.02, gt.shape), 0, 1))
     lq = np.asarray(degradation.bicubic_downsample(gt[None], 4))[0]
-    image_io.write_image(root / "lq" / f"f{i}.png", lq)
-  image_io.write_image(root / "good" / "extra.png", face(9, rng))
+    images.write_image(root / "lq" / f"f{i}.png", lq)
+  images.write_image(root / "good" / "extra.png", face(9, rng))
   down = lambda x: degradation.bicubic_downsample(x, 4)  # noqa: E731
   for i, sim in ((0, 0.9), (1, 0.1)):
-    r = report.image_report(restored01=image_io.read_image(root / "gt" / f"f{i}.png"),
-                            lq01=image_io.read_image(root / "lq" / f"f{i}.png"),
+    r = report.image_report(restored01=images.read_image(root / "gt" / f"f{i}.png"),
+                            lq01=images.read_image(root / "lq" / f"f{i}.png"),
                             degrade_fn=down, identity_sim=sim, name=f"f{i}")
     report.write_report(root / "reports" / f"f{i}.json", r)
   lpips_converter.convert_files(str(fixture("lpips_alexnet_features.pth")),
@@ -105,8 +108,8 @@ def test_per_image_and_per_method_files(cli_run, dataset):
   assert all(r["resized_from"] == "16x16" for r in rows if r["method"] == "bicubic")
   assert all(r["judge"] == "" and float(r["lpips"]) > 0 for r in rows)
   # The numbers are the metric functions' own on the images read back.
-  gt = image_io.read_image(dataset / "gt" / "f1.png")
-  good = image_io.read_image(dataset / "good" / "f1.png")
+  gt = images.read_image(dataset / "gt" / "f1.png")
+  good = images.read_image(dataset / "good" / "f1.png")
   row = next(r for r in rows if (r["method"], r["name"]) == ("good", "f1"))
   assert float(row["psnr"]) == pytest.approx(float(image.psnr(good, gt)), rel=1e-6)
   assert float(row["ssim"]) == pytest.approx(float(image.ssim(good, gt)), rel=1e-6)
@@ -182,12 +185,12 @@ def test_fid_and_judge_plumbing_with_stand_in_networks(dataset, tmp_path):
                           methods=[("good", str(dataset / "good")),
                                    ("bicubic", str(dataset / "lq"))],
                           models=models, batch=2)
-  gts = np.stack([image_io.read_image(dataset / "gt" / f"f{i}.png") for i in range(N)])
-  goods = np.stack([image_io.read_image(dataset / "good" / f"f{i}.png") for i in range(3)])
+  gts = np.stack([images.read_image(dataset / "gt" / f"f{i}.png") for i in range(N)])
+  goods = np.stack([images.read_image(dataset / "good" / f"f{i}.png") for i in range(3)])
   expected = fid.fid_from_features(FakeFID().features(gts), FakeFID().features(goods))
   assert res["methods"]["good"]["metrics"]["fid"]["value"] == pytest.approx(expected, rel=1e-6)
   judge = res["methods"]["good"]["metrics"]["judge"]
-  good0 = image_io.read_image(dataset / "good" / "f0.png")
+  good0 = images.read_image(dataset / "good" / "f0.png")
   assert judge["n"] == 1 and judge["no_face"] == 2
   assert judge["mean"] == pytest.approx(np.linalg.norm(gts[0].mean((0, 1)) - good0.mean((0, 1))),
                                         rel=1e-5)

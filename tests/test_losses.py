@@ -1,4 +1,4 @@
-"""Tests of the SAIR loss terms (sair_jax.losses) and the learning-rate schedules."""
+"""Tests of the SAIR loss terms (sair_jax.core.losses) and the learning-rate schedules."""
 
 import functools
 import math
@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from conftest import fixture
-from sair_jax import losses as L
-from sair_jax import schedules
+from sair_jax.core import losses as L
+from sair_jax.core import schedules
 
 
 def normal(key, shape):

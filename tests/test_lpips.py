@@ -17,8 +17,8 @@ import pytest
 from conftest import fixture
 from converters import lpips as converter
 from converters.common import ConversionError
-from converters.torch_reader import load_torch_file
-from sair_jax import checkpoint
+from sair_jax.io.torch_reader import load_torch_file
+from sair_jax.io import checkpoint
 from sair_jax.metrics import lpips
 from sair_jax.nets import alexnet
 

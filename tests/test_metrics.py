@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import fixture, shared
-from sair_jax import landmarks
-from sair_jax.image_io import read_image
+from sair_jax.face import landmarks
+from sair_jax.io.images import read_image
 from sair_jax.metrics import identity, image, stats
 
 

@@ -9,9 +9,9 @@ import pytest
 
 import known_answer as known
 from configs import default
-from sair_jax import degradation, losses, objective
+from sair_jax.core import degradation, losses, objective
 from sair_jax.nets import arcface, stylegan2
-from sair_jax.networks import Networks
+from sair_jax.pipeline.networks import Networks
 
 FACTOR = 4
 

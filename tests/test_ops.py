@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sair_jax import ops
+from sair_jax.nets import ops
 from sair_jax.nets.stylegan2 import make_fir
 
 

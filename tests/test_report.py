@@ -10,7 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from sair_jax import degradation, gallery, image_io, report
+from sair_jax import gallery
+from sair_jax.core import degradation
+from sair_jax.io import images
+from sair_jax.pipeline import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,9 +117,9 @@ def run_dir(tmp_path):
   for d in (out / "restored", out / "references", out / "reports", lq):
     d.mkdir(parents=True)
   for i, name in enumerate(["f0", "f1", "f 2"]):
-    image_io.write_image(out / "restored" / f"{name}.png", smooth(32, 32, i))
-    image_io.write_image(out / "references" / f"{name}.png", smooth(32, 32, i + 1))
-    image_io.write_image(lq / f"{name}.png", smooth(8, 8, i))
+    images.write_image(out / "restored" / f"{name}.png", smooth(32, 32, i))
+    images.write_image(out / "references" / f"{name}.png", smooth(32, 32, i + 1))
+    images.write_image(lq / f"{name}.png", smooth(8, 8, i))
     r = make(name=name, identity_sim=[0.8, 0.1, 0.5][i],
              final_losses={"l_d": [0.1, float("nan"), 0.2][i]})
     report.write_report(out / "reports" / f"{name}.json", r)
@@ -170,7 +173,7 @@ def test_gallery_cli(run_dir):
 
 
 def test_index_images_refuses_ambiguous_names(tmp_path):
-  image_io.write_image(tmp_path / "a.png", smooth(8, 8))
-  image_io.write_image(tmp_path / "a.jpg", smooth(8, 8))
+  images.write_image(tmp_path / "a.png", smooth(8, 8))
+  images.write_image(tmp_path / "a.jpg", smooth(8, 8))
   with pytest.raises(gallery.GalleryError, match="two images named 'a'"):
     gallery.index_images(tmp_path)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from sair_jax import objective, solver
-from sair_jax.networks import untrained_networks
+from sair_jax.core import objective, solver
+from sair_jax.pipeline.networks import untrained_networks
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import fixture, rel_err
 from converters import stylegan2 as sg2_converter
-from sair_jax import checkpoint
+from sair_jax.io import checkpoint
 from sair_jax.nets import stylegan2
 from layouts import official_layout, random_state_dict
 
@@ -176,7 +176,7 @@ def test_a_non_separable_upsampling_filter_is_refused():
 
 
 def _fixture_state():
-  from converters.torch_reader import load_torch_file
+  from sair_jax.io.torch_reader import load_torch_file
   return load_torch_file(fixture("sg2_s32.pt"))["g_ema"]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import fixture
-from converters.torch_reader import (CheckpointFormatError, UnsafeCheckpointError,
+from sair_jax.io.torch_reader import (CheckpointFormatError, UnsafeCheckpointError,
                                      load_torch_file)
 
 

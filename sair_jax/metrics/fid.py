@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax import checkpoint
+from sair_jax.io import checkpoint
 from sair_jax.nets import inception, layers
 
 KIND = "fid_inception"

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax import landmarks
+from sair_jax.face import landmarks
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 JUDGE_SAME_PERSON = 0.6  # dlib's threshold on descriptor distance
@@ -67,7 +67,7 @@ def judge_available() -> bool:
 
 
 class DlibJudge:
-  """dlib's 128-d face descriptor on the largest face found by :mod:`sair_jax.landmarks`."""
+  """dlib's 128-d face descriptor on the largest face found by :mod:`sair_jax.face.landmarks`."""
 
   def __init__(self, model: str | None = None, detector: landmarks.LandmarkDetector | None = None):
     try:

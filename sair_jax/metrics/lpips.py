@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from sair_jax import checkpoint
+from sair_jax.io import checkpoint
 from sair_jax.nets import alexnet, layers
 
 KIND = "lpips_alex"

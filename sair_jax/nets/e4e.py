@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sair_jax import checkpoint
+from sair_jax.io import checkpoint
 from sair_jax.nets import layers
 from sair_jax.nets.layers import BatchNorm, PReLU, conv, resize_align_corners
 

@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax import checkpoint, ops
+from sair_jax.io import checkpoint
+from sair_jax.nets import ops
 
 KIND = "stylegan2"
 

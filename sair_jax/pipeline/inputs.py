@@ -11,8 +11,8 @@ import dataclasses
 import os
 from typing import Iterable
 
-from sair_jax.expression import EXPRESSIONS, canonical_name
-from sair_jax.image_io import IMAGE_EXTENSIONS
+from sair_jax.face.expression import EXPRESSIONS, canonical_name
+from sair_jax.io.images import IMAGE_EXTENSIONS
 
 LATENT_EXTENSIONS = (".npy", ".pt", ".pth")
 

@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax import degradation, inputs, objective, outputs, solver
-from sair_jax.image_io import ImageIOError, read_image, resize_square
-from sair_jax.networks import Networks
-from sair_jax.outputs import log
+from sair_jax.core import degradation, objective, solver
+from sair_jax.pipeline import inputs, outputs
+from sair_jax.io.images import ImageIOError, read_image, resize_square
+from sair_jax.pipeline.networks import Networks
+from sair_jax.pipeline.outputs import log
 
 
 
@@ -39,7 +40,7 @@ def _latent_from_file(path: str, item: inputs.Item, n_latent: int, w_dim: int) -
     except (OSError, ValueError) as e:
       raise ValueError(f"{path}: unreadable .npy ({e})") from None
   else:
-    from converters.torch_reader import load_torch_file
+    from sair_jax.io.torch_reader import load_torch_file
     obj = load_torch_file(path)
     if isinstance(obj, dict):  # the authors' latents.pt: one W+ per name, or a single one
       key = next((k for k in (item.name, inputs.stem(path)) if k in obj), None)

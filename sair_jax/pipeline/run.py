@@ -19,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from sair_jax import (batching, degradation, inputs, inversion, masks, objective, outputs, report,
-                      solver)
-from sair_jax.image_io import ImageIOError, read_image, resize_square
-from sair_jax.networks import Networks, load_networks
-from sair_jax.outputs import log
+from sair_jax.core import batching, degradation, objective, solver
+from sair_jax.face import masks
+from sair_jax.pipeline import inputs, references, outputs, report
+from sair_jax.io.images import ImageIOError, read_image, resize_square
+from sair_jax.pipeline.networks import Networks, load_networks
+from sair_jax.pipeline.outputs import log
 
 
 class RunError(Exception):
@@ -57,7 +58,7 @@ class Restorer:
     self._solvers = {}  # remat -> Solver (the auto batch planner may compile both)
     self.batch = batching.round_up(max(1, int(config.solver.batch_size)), self.n_devices)
     self.step_flops = {}  # batch size -> XLA FLOPs of one step of the whole batch
-    self.references = inversion.References(config, nets, folder, self.mesh)
+    self.references = references.References(config, nets, folder, self.mesh)
     self.detector = None
     self._pool = None
     self.pool_choices = manifest.setdefault("pool_choices", {})
@@ -146,17 +147,17 @@ class Restorer:
 
   def _choose_from_pool(self, loaded) -> None:
     """Pool mode: each LQ's reference is the pool photo ArcFace finds most similar."""
-    from sair_jax import reference
+    from sair_jax.pipeline import reference_pool
     if self._pool is None:
       paths = inputs.list_images(self.config.data.reference_pool)
       model_id = f"{self.config.checkpoints.arcface}|{self.spec.identity_variant}"
-      emb = reference.embed_pool(paths, self._embed_faces, model_id=model_id, log=log,
+      emb = reference_pool.embed_pool(paths, self._embed_faces, model_id=model_id, log=log,
                                  size=self.nets.g.resolution,
                                  cache=os.path.join(self.folder.root, "cache", "pool.npz"))
       self._pool = (paths, emb)
     paths, emb = self._pool
     lq = np.stack([x for _, x in loaded])
-    choice = reference.select_references(lq, emb, self._embed_faces,
+    choice = reference_pool.select_references(lq, emb, self._embed_faces,
                                          size=self.nets.g.resolution)
     for (item, _), i, sim in zip(loaded, choice.index[:, 0], choice.similarity[:, 0]):
       item.reference = paths[int(i)]
@@ -192,7 +193,7 @@ class Restorer:
       except (ImageIOError, ValueError) as e:
         failures[item.name] = str(e)
     if cfg.expression.mode == "infer" and loaded:
-      from sair_jax.expression import infer_expression
+      from sair_jax.face.expression import infer_expression
       inferred = infer_expression(np.stack([lq for _, lq in loaded]), self.nets.expression)
       for (item, _), label in zip(loaded, inferred.labels):
         item.expression = str(label)
@@ -350,7 +351,7 @@ def _smoke_inputs(config, nets: Networks) -> None:
   gt, ref = to01(g.synthesis(ws[:n])), to01(g.synthesis(ref_ws))
   lq = np.asarray(degradation.bicubic_downsample(jnp.asarray(gt),
                                                  g.resolution // int(config.data.lq_size)))
-  from sair_jax.image_io import write_image
+  from sair_jax.io.images import write_image
   for i in range(n):
     write_image(os.path.join(lq_dir, f"face{i}.png"), lq[i])
     write_image(os.path.join(ref_dir, f"face{i}.png"), ref[i])

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax import image_io
+from sair_jax.io import images
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]  # [B, S, S, 3] in [0, 1] -> [B, D]
 
@@ -115,14 +115,14 @@ def embed_pool(paths: Sequence[str], embed_fn: EmbedFn, *, cache: str | None = N
       buf = io.BytesIO()
       np.savez(buf, keys=np.asarray(keys), embeddings=np.stack([cached[key] for key in keys]),
                model_id=np.asarray(model_id), size=np.asarray(size))
-      image_io.atomic_write(cache, buf.getvalue())
+      images.atomic_write(cache, buf.getvalue())
   return np.stack([cached[key] for key in keys]).astype(np.float32)
 
 
 def _load_face(path: str, size: int) -> np.ndarray:
-  img = image_io.read_image(path)  # [H, W, 3] in [0, 1]; one-line ImageIOError
+  img = images.read_image(path)  # [H, W, 3] in [0, 1]; one-line ImageIOError
   if img.shape[0] != img.shape[1]:
-    raise image_io.ImageIOError(f"{path}: pool photos must be square FFHQ-aligned faces "
+    raise images.ImageIOError(f"{path}: pool photos must be square FFHQ-aligned faces "
                                 f"(got {img.shape[1]}x{img.shape[0]}); run python -m sair_jax.align")
   if img.shape[0] != size:
     img = np.asarray(jax.image.resize(img, (size, size, 3), "linear", antialias=True))

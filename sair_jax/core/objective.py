@@ -21,7 +21,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from sair_jax import backend_defaults, degradation, losses
+from sair_jax.core import backend_defaults, degradation, losses
 from sair_jax.nets import arcface, stylegan2
 
 TERMS = ("fidelity", "identity", "prior", "cross", "expression", "histogram")
@@ -184,7 +184,7 @@ def target_shapes(spec: ObjectiveSpec, batch: int) -> Target:
 def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> ObjectiveSpec:
   """The static objective a run config describes (or the reference-projection objective).
 
-  ``nets`` is a :class:`sair_jax.networks.Networks`; ``factor`` the LQ downsampling factor.
+  ``nets`` is a :class:`sair_jax.pipeline.networks.Networks`; ``factor`` the LQ downsampling factor.
   """
   loss, sol = config.loss, config.solver
   meta = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)

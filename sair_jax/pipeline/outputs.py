@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sair_jax.image_io import atomic_write, write_image
+from sair_jax.io.images import atomic_write, write_image
 
 SUBDIRS = ("restored", "latents", "strips", "losses", "reports", "references", "cache")
 

@@ -1,7 +1,7 @@
 """Face masks for the skin-colour histogram term (paper Eq. 7): landmark hull or FFHQ fallback.
 
 The mask of a generated face is the filled convex hull of its 68 landmarks
-(:mod:`sair_jax.landmarks`). When no face is found, or dlib is not installed, a fixed mask in
+(:mod:`sair_jax.face.landmarks`). When no face is found, or dlib is not installed, a fixed mask in
 the canonical FFHQ face position is used instead: an ellipse centred at (0.5, 0.62) of the
 image side with semi-axes 0.27 x 0.27 (between the eyes, at y ~ 0.47, and the mouth, at
 y ~ 0.74, of an FFHQ-aligned face), which overlaps the landmark hulls of FFHQ-aligned faces
@@ -71,14 +71,14 @@ def face_masks(images, detector=None, *, value_range: tuple[float, float] = (-1.
   Args:
     images: [B, H, W, 3] RGB with values in ``value_range`` — by default [-1, 1], the
       generator's output; pass ``(0, 1)`` for images in [0, 1].
-    detector: a :class:`sair_jax.landmarks.LandmarkDetector`; None uses the shared default,
+    detector: a :class:`sair_jax.face.landmarks.LandmarkDetector`; None uses the shared default,
       or the fallback for every image when dlib is not installed.
     detect_size: landmarks are found on a copy resized to this side (faster; the SAIR
       authors' script computes its mask at 256 px), then scaled back; None: full resolution.
   Returns:
     :class:`FaceMasks` — masks at the images' resolution, and which images had a face.
   """
-  from sair_jax import landmarks as lm
+  from sair_jax.face import landmarks as lm
 
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[-1] != 3:

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sair_jax import objective, program_stats, schedules
+from sair_jax.core import objective, program_stats, schedules
 
 
 class State(NamedTuple):

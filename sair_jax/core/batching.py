@@ -1,7 +1,7 @@
 """How many images to optimise at once: memory-planned batch sizes, padding buckets, OOM retries.
 
 * :func:`plan_batch` (``solver.batch_size=0``): compiles candidate batch sizes ahead of time,
-  reads each program's memory from XLA (:mod:`sair_jax.program_stats`) and takes the largest
+  reads each program's memory from XLA (:mod:`sair_jax.core.program_stats`) and takes the largest
   that fits the device's memory (or, on a CPU, ``solver.memory_budget_gib``) with a safety
   margin, trying rematerialisation when it lets a batch at least twice as large fit.
 * :func:`choose_size` — a group smaller than the batch (a small test set, the last partial

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from sair_jax.image_io import atomic_write
+from sair_jax.io.images import atomic_write
 from sair_jax.metrics.identity import dlib_judge  # re-exported: the loop's judge helper
 
 FLAGS = ("low_identity", "low_fidelity", "judge_mismatch", "expression_mismatch", "nan_loss",
@@ -66,7 +66,7 @@ def _finite(x) -> bool:
 
 
 def _same_expression(a: str, b: str) -> bool:
-  from sair_jax.expression import canonical_name
+  from sair_jax.face.expression import canonical_name
   try:
     return canonical_name(a) == canonical_name(b)
   except ValueError:  # a name outside the seven: compare as written

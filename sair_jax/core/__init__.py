@@ -1,0 +1,1 @@
+"""The numerical core: the objective and its terms, the degradation operator, the solver."""

@@ -1,0 +1,1 @@
+"""Face semantics around the solver: landmarks, masks, alignment, expressions and directions."""
