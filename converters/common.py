@@ -8,9 +8,10 @@ from typing import Callable, Mapping
 import numpy as np
 
 from sair_jax.io.torch_reader import CheckpointFormatError, load_torch_file
+from sair_jax.errors import UserError
 
 
-class ConversionError(Exception):
+class ConversionError(UserError):
   """The source file is readable but does not hold the expected network. One line."""
 
 

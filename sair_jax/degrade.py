@@ -44,6 +44,7 @@ from PIL import Image
 from sair_jax import __version__
 from sair_jax.core import degradation
 from sair_jax.io import images
+from sair_jax.errors import UserError
 
 PRESETS = ("x32", "x8")
 X8_STAGES = ("blur", "noise", "jpeg")
@@ -70,7 +71,7 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["src", "dst", "preset"])
 
 
-class DegradeError(Exception):
+class DegradeError(UserError):
   """Bad input or options. One line; names the file when there is one."""
 
 

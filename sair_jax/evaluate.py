@@ -57,6 +57,7 @@ from sair_jax.io import images
 from sair_jax.pipeline import report as report_lib
 from sair_jax.metrics import image as image_metrics
 from sair_jax.metrics import stats
+from sair_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +83,7 @@ RESERVED_NAMES = ("GT", "LQ", "reference", "report")
 JUDGE_MODES = ("auto", "on", "off")
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
   """Bad arguments or input folders. One line, names the flag or path."""
 
 

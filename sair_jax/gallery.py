@@ -29,12 +29,13 @@ import urllib.parse
 from typing import Any, Mapping, Sequence
 
 from sair_jax.io import images
+from sair_jax.errors import UserError
 
 # Metrics for which larger is better (worst-first sorting is ascending for these).
 HIGHER_IS_BETTER = {"psnr", "ssim", "identity", "identity_sim", "fidelity_psnr"}
 
 
-class GalleryError(Exception):
+class GalleryError(UserError):
   """A folder or file the gallery needs is missing or ambiguous. One line, names the path."""
 
 

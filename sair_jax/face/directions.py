@@ -39,11 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sair_jax.face.expression import EXPRESSIONS, canonical_name
+from sair_jax.errors import UserError
 
 FORMAT_VERSION = 1
 
 
-class DirectionsError(Exception):
+class DirectionsError(UserError):
   """A directions file or work directory is missing, damaged or inconsistent. One line."""
 
 

@@ -19,10 +19,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from sair_jax.errors import UserError
+
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
   """A converted checkpoint is missing, of the wrong kind, or damaged. One line, names the path."""
 
 

@@ -16,11 +16,13 @@ import numpy as np
 from PIL import Image
 from PIL import UnidentifiedImageError
 
+from sair_jax.errors import InputError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class ImageIOError(Exception):
-  """An image could not be read or written. One line, names the path."""
+class ImageIOError(InputError):
+  """An image could not be read. One line, names the path."""
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

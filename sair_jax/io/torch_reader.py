@@ -31,12 +31,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sair_jax.errors import UserError
+
 __all__ = ["load_torch_file", "CheckpointFormatError", "UnsafeCheckpointError"]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(UserError, ValueError):
   """The file is not a readable torch checkpoint (truncated, wrong format, ...)."""
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sair_jax.nets import arcface, stylegan2
+from sair_jax.errors import UserError
 
 CONVERTERS = {
     "stylegan2": "python -m converters.stylegan2 --src stylegan2-ffhq-config-f.pt --dst {dst}",
@@ -27,7 +28,7 @@ CONVERTERS = {
 }
 
 
-class MissingCheckpoints(Exception):
+class MissingCheckpoints(UserError):
   """Required checkpoints are absent; the message lists each with its converter command."""
 
 
