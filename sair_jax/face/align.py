@@ -16,11 +16,16 @@ The procedure is the one used to build FFHQ from in-the-wild photos (its
 5. Transform the quad to a square at 4x the output size (bilinear), then downsample to the
    output size (Lanczos).
 
+Steps 2-5 map the aligned square onto the quad by an affine map (the FFHQ quad is a square, so
+Pillow's bilinear QUAD warp is affine on it); :class:`AlignTransform` records that map in the
+original photo's pixels, so that a restored face can be put back (:mod:`sair_jax.face.paste`).
+
 Every file problem is one line; a photo without a detectable face is reported and skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -57,6 +62,96 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
   c = eye_mid + 0.1 * eye_to_mouth
   quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])  # [4, 2]
   return quad, float(2.0 * np.hypot(*x))
+
+
+# Corners of the aligned square in normalised coordinates (u, v), in ffhq_quad's order.
+_UNIT_CORNERS = np.asarray([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AlignTransform:
+  """Where an aligned face lies in its photo: an affine map from the aligned square to the photo.
+
+  Aligned positions are normalised, ``(u, v)`` in [0, 1]^2 spanning the aligned square's outer
+  edges (u to the right, v down), so one transform serves an aligned image of any side S: the
+  centre of its pixel (x, y) is at ``u = (x + 0.5) / S``, ``v = (y + 0.5) / S``. Photo positions
+  are pixel-index coordinates of the original photo (pixel centres at integers, as dlib's
+  landmarks): ``photo (x, y) = matrix @ (u, v, 1)``.
+
+  What it describes exactly: Pillow's QUAD warp samples output pixel (x, y) of the
+  ``transform_size`` square at ``nw + (ne - nw) u + (sw - nw) v + (se - sw - ne + nw) u v`` (pixel
+  index coordinates, after its half-pixel offsets cancel against the ``quad + 0.5`` passed in);
+  the FFHQ quad is a square, so the last term is zero and the map is affine. The Lanczos resize to
+  ``size`` keeps pixel centres at the same ``(u, v)``. Cropping and padding only translate the
+  quad and cancel out. The shrink step resizes the photo to ``rint(W / shrink)`` x
+  ``rint(H / shrink)`` while the quad is divided by ``shrink``; the map back through that resize
+  (``x = (x_shrunk + 0.5) W / w' - 0.5``) is included, so the transform stays exact there too.
+  """
+  matrix: np.ndarray  # [2, 3] float64: photo (x, y) = matrix @ (u, v, 1)
+  photo_size: tuple[int, int]  # (height, width) of the photo the matrix points into
+
+  def to_photo(self, uv: np.ndarray) -> np.ndarray:
+    """Normalised aligned positions [..., 2] (u, v) -> photo pixel positions [..., 2] (x, y)."""
+    uv = np.asarray(uv, np.float64)
+    return uv @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+  def to_aligned(self, xy: np.ndarray) -> np.ndarray:
+    """Photo pixel positions [..., 2] (x, y) -> normalised aligned positions [..., 2] (u, v)."""
+    xy = np.asarray(xy, np.float64)
+    return (xy - self.matrix[:, 2]) @ np.linalg.inv(self.matrix[:, :2]).T
+
+  def pixels_to_photo(self, points: np.ndarray, size: int) -> np.ndarray:
+    """Pixel positions [..., 2] (x, y) in an aligned image of side ``size`` -> photo pixels."""
+    return self.to_photo((np.asarray(points, np.float64) + 0.5) / size)
+
+  def photo_to_pixels(self, xy: np.ndarray, size: int) -> np.ndarray:
+    """Photo pixel positions [..., 2] -> pixel positions in an aligned image of side ``size``."""
+    return self.to_aligned(xy) * size - 0.5
+
+  @property
+  def quad(self) -> np.ndarray:
+    """[4, 2] the aligned square's outer corners in the photo (``ffhq_quad``'s order)."""
+    return self.to_photo(_UNIT_CORNERS)
+
+  @property
+  def side(self) -> float:
+    """Length in photo pixels of the aligned square's top edge."""
+    return float(np.hypot(*self.matrix[:, 0]))
+
+  def upscaled(self, factor: int) -> "AlignTransform":
+    """The same map into the photo resized by ``factor`` (pixel centres: x' + 0.5 = (x + 0.5) f)."""
+    m = self.matrix * factor
+    m[:, 2] += 0.5 * factor - 0.5
+    h, w = self.photo_size
+    return AlignTransform(m, (h * factor, w * factor))
+
+
+def _shrink(qsize: float, size: int) -> int:
+  """FFHQ's integer pre-shrink of the photo (applied when above 1)."""
+  return int(np.floor(qsize / size * 0.5))
+
+
+def _shrunk_size(width: int, height: int, shrink: int) -> tuple[int, int]:
+  """(width, height) of the photo after the pre-shrink."""
+  return int(np.rint(width / shrink)), int(np.rint(height / shrink))
+
+
+def align_transform(landmarks: np.ndarray, photo_size: tuple[int, int],
+                    size: int = 1024) -> AlignTransform:
+  """The :class:`AlignTransform` of ``align_face(image, landmarks, size)`` for a photo of
+  ``photo_size`` (height, width), without warping anything."""
+  quad, qsize = ffhq_quad(landmarks)
+  h, w = int(photo_size[0]), int(photo_size[1])
+  shrink = _shrink(qsize, size)
+  scale, offset = np.ones(2), np.zeros(2)
+  if shrink > 1:  # quad / shrink in the shrunk photo, then back through Pillow's resize
+    sw, sh = _shrunk_size(w, h, shrink)
+    scale = np.asarray([w / sw, h / sh]) / shrink
+    offset = 0.5 * np.asarray([w / sw, h / sh]) - 0.5
+  tl, bl, tr = quad[0], quad[1], quad[3]
+  matrix = np.stack([(tr - tl) * scale, (bl - tl) * scale, tl * scale + offset], axis=1)  # [2, 3]
+  matrix.setflags(write=False)
+  return AlignTransform(matrix, (h, w))
 
 
 def _pad_reflect_blend(img: np.ndarray, pad: tuple[int, int, int, int], qsize: float) -> np.ndarray:
@@ -97,10 +192,9 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 1024,
   img = Image.fromarray(images.to_uint8(np.asarray(image)))
   quad, qsize = ffhq_quad(landmarks)
 
-  shrink = int(np.floor(qsize / size * 0.5))
+  shrink = _shrink(qsize, size)
   if shrink > 1:
-    img = img.resize((int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink))),
-                     Image.LANCZOS)
+    img = img.resize(_shrunk_size(img.size[0], img.size[1], shrink), Image.LANCZOS)
     quad, qsize = quad / shrink, qsize / shrink
 
   border = max(int(np.rint(qsize * 0.1)), 3)
@@ -125,6 +219,19 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 1024,
   if size < transform_size:
     img = img.resize((size, size), Image.LANCZOS)
   return np.asarray(img, np.uint8)
+
+
+def align_face_with_transform(image: np.ndarray, landmarks: np.ndarray, size: int = 1024,
+                              transform_size: int | None = None,
+                              pad: bool = True) -> tuple[np.ndarray, AlignTransform]:
+  """:func:`align_face` and the :class:`AlignTransform` from its output back into ``image``.
+
+  Returns:
+    ``(aligned, transform)``: aligned [size, size, 3] uint8, identical to ``align_face``'s.
+  """
+  image = np.asarray(image)
+  return (align_face(image, landmarks, size, transform_size, pad),
+          align_transform(landmarks, image.shape[:2], size))
 
 
 def align_dir(src: str, dst: str, size: int = 1024, detector=None,
