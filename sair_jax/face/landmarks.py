@@ -92,6 +92,25 @@ class LandmarkDetector:
     shape = self._predictor(rgb, rect)
     return np.asarray([(p.x, p.y) for p in shape.parts()], np.float32)  # [68, 2]
 
+  def detect_all(self, image: np.ndarray, min_score: float = 0.0) -> list[tuple[np.ndarray, float]]:
+    """Every face in ``image`` as given (no resizing: the caller picks the scale), largest first.
+
+    Args:
+      image: [H, W, 3] RGB, uint8 or float in [0, 1].
+      min_score: the HOG detector's threshold (dlib's default 0; lower finds more, and more
+        false faces).
+    Returns:
+      ``[(landmarks [68, 2] float32 (x, y), detection score), ...]``.
+    """
+    rgb = _to_uint8(image)
+    boxes, scores, _ = self._detector.run(rgb, self.upsample, min_score)
+    order = sorted(range(len(boxes)), key=lambda i: -boxes[i].width() * boxes[i].height())
+    found = []
+    for i in order:
+      shape = self._predictor(rgb, boxes[i])
+      found.append((np.asarray([(p.x, p.y) for p in shape.parts()], np.float32), float(scores[i])))
+    return found
+
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
   image = np.asarray(image)
