@@ -1,18 +1,16 @@
 """The known-answer restoration problem of tests/test_main.py, shared with
-benchmarks/objective_comparison.py so that both measure the same thing."""
+benchmarks/objective_comparison.py so that both measure the same thing. The problem itself is
+built by :mod:`sair_jax.pipeline.known_answer` (also the smoke preset's)."""
 
 import os
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from converters import arcface as arcface_converter
 from converters import stylegan2 as sg2_converter
-from sair_jax.core import degradation, objective
-from sair_jax.io.images import write_image
 from sair_jax.nets import stylegan2
+from sair_jax.pipeline import known_answer
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -34,19 +32,8 @@ class Problem(NamedTuple):
 
 def write_problem(root, generator: str, n: int = 3, factor: int = 4) -> Problem:
   """GT = G(w*); LQ = bicubic ×``factor`` of it; reference latent = w* with its fine layers
-  replaced. Writes ``root``/lq, /gt (PNG) and /refs (W+ .npy) for ``n`` faces."""
-  g = stylegan2.load(generator)
-  z = jax.random.normal(jax.random.PRNGKey(0), (2 * n, g.z_dim))
-  ws = np.asarray(g.to_wplus(g.mapping(z)))
-  w_true, w_ref = ws[:n], ws[:n].copy()
-  w_ref[:, 6:] = ws[n:, 6:]  # fine layers (16 and 32 px) from other faces
-  gt = np.asarray(objective.to_unit_range(g.synthesis(w_true), "clip"))
-  ref = np.asarray(objective.to_unit_range(g.synthesis(w_ref), "clip"))
-  lq = np.asarray(degradation.bicubic_downsample(jnp.asarray(gt), factor))
-  for d in ("lq", "gt", "refs"):
-    os.makedirs(os.path.join(root, d), exist_ok=True)
-  for i in range(n):
-    write_image(os.path.join(root, "lq", f"face{i}.png"), lq[i])
-    write_image(os.path.join(root, "gt", f"face{i}.png"), gt[i])
-    np.save(os.path.join(root, "refs", f"face{i}.npy"), w_ref[i])
-  return Problem(gt, ref, lq, w_true)
+  (rows 6 on: 16 and 32 px) replaced. Writes ``root``/lq, /gt (PNG) and /refs (W+ .npy) for
+  ``n`` faces named face0, face1, ..."""
+  p = known_answer.build_problem(stylegan2.load(generator), n, factor, seed=0, coarse_rows=6)
+  known_answer.write_problem(root, p, reference="latent", ref_dir="refs")
+  return Problem(p.gt, p.ref, p.lq, p.w_true)
