@@ -1,0 +1,34 @@
+"""The progress line and manifest record of long runs."""
+
+import pytest
+
+from sair_jax.pipeline import progress
+
+
+@pytest.mark.parametrize("seconds, want", [
+    (0, "0s"), (0.4, "0s"), (44.6, "45s"), (59.4, "59s"), (60, "1m00s"), (90, "1m30s"),
+    (3599, "59m59s"), (3600, "1h00m"), (7500, "2h05m"), (90061, "25h01m")])
+def test_durations(seconds, want):
+  assert progress.format_duration(seconds) == want
+
+
+def test_line_and_record_after_a_chunk():
+  p = progress.progress(12, 40, 38.4)  # 3.2 s/image, 28 images left: 89.6 s
+  assert p.line == "12/40 images, 3.2 s/image, ETA 1m30s"
+  assert p.record == {"done": 12, "total": 40, "elapsed_seconds": 38.4,
+                      "seconds_per_image": 3.2, "eta_seconds": pytest.approx(89.6)}
+
+
+def test_start_end_and_slow_images():
+  start = progress.progress(0, 5, 0.0)
+  assert start.line == "0/5 images, ETA unknown"
+  assert start.record["seconds_per_image"] is None and start.record["eta_seconds"] is None
+  assert progress.progress(5, 5, 20.0).line == "5/5 images, 4 s/image, done"
+  assert progress.progress(1, 3, 125.4).line == "1/3 images, 125 s/image, ETA 4m11s"
+
+
+@pytest.mark.parametrize("done, total, elapsed", [(6, 5, 1.0), (-1, 5, 1.0), (1, 5, -2.0),
+                                                  (1, 5, float("nan"))])
+def test_bad_counts_are_one_line(done, total, elapsed):
+  with pytest.raises(ValueError, match="need 0 <= done <= total"):
+    progress.progress(done, total, elapsed)
