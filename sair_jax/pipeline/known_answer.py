@@ -33,6 +33,7 @@ from sair_jax.io import images
 from sair_jax.metrics import image as image_metrics
 
 REFERENCE_KINDS = ("image", "latent")
+REFERENCE_IMAGES = "reference_images"  # G(w_ref) beside latent references, for scoring
 METRICS = ("restored_psnr", "bicubic_psnr", "reference_psnr")
 
 
@@ -82,14 +83,16 @@ def write_problem(root: str | os.PathLike, problem: Problem, *, reference: str =
   Args:
     reference: ``image`` writes ``G(w_ref)`` as ``ref_dir``/NAME.png (the run projects it
       into W+ as it does a photo); ``latent`` writes ``w_ref`` [L, D] as ``ref_dir``/NAME.npy
-      (the run starts from it directly).
+      (the run starts from it directly), and ``G(w_ref)`` as ``reference_images``/NAME.png for
+      :func:`score_folder`.
   Returns:
     The names, in order.
   """
   if reference not in REFERENCE_KINDS:
     raise ValueError(f"reference must be one of {REFERENCE_KINDS}, got {reference!r}")
   root = os.fspath(root)
-  for d in ("lq", "gt", ref_dir):
+  dirs = ("lq", "gt", ref_dir) + (() if reference == "image" else (REFERENCE_IMAGES,))
+  for d in dirs:
     os.makedirs(os.path.join(root, d), exist_ok=True)
   names = [f"{prefix}{i}" for i in range(len(problem.gt))]
   for i, name in enumerate(names):
@@ -99,6 +102,7 @@ def write_problem(root: str | os.PathLike, problem: Problem, *, reference: str =
       images.write_image(os.path.join(root, ref_dir, name + ".png"), problem.ref[i])
     else:
       np.save(os.path.join(root, ref_dir, name + ".npy"), problem.w_ref[i])
+      images.write_image(os.path.join(root, REFERENCE_IMAGES, name + ".png"), problem.ref[i])
   return names
 
 
@@ -124,8 +128,9 @@ def score_folder(root: str | os.PathLike, restored_dir: str | os.PathLike, *,
                  ref_dir: str = "references") -> dict:
   """:func:`known_answer_psnr` of a run's ``restored_dir``/NAME.png against a written problem.
 
-  Images not restored (failures) are left out; ``images`` says how many were scored.
-  ``reference_psnr`` is None when the references were written as latents.
+  Images not restored (failures) are left out; ``images`` says how many were scored. Reference
+  images are read from ``ref_dir``/NAME.png, else ``reference_images``/NAME.png; without
+  either, ``reference_psnr`` is None.
   Raises:
     images.ImageIOError: one line naming the file that cannot be read.
     FileNotFoundError: when nothing was restored.
@@ -141,6 +146,8 @@ def score_folder(root: str | os.PathLike, restored_dir: str | os.PathLike, *,
   lq = np.stack([read(os.path.join(root, "lq"), n) for n in names])
   restored = np.stack([read(restored_dir, n) for n in names])
   refs = [os.path.join(root, ref_dir, n + ".png") for n in names]
+  if not all(os.path.isfile(p) for p in refs):
+    refs = [os.path.join(root, REFERENCE_IMAGES, n + ".png") for n in names]
   have_refs = all(os.path.isfile(p) for p in refs)
   ref = np.stack([images.read_image(p) for p in refs]) if have_refs else gt
   scores = known_answer_psnr(restored, gt, lq, ref)
