@@ -15,12 +15,18 @@ from sair_jax.pipeline import known_answer
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
+def convert_generator(root) -> str:
+  """Converts the 32 px fixture generator into ``root``/g; returns that path."""
+  g = os.path.join(root, "g")
+  sg2_converter.convert_file(os.path.join(FIXTURES, "sg2_s32.pt"), g)
+  return g
+
+
 def convert_networks(root) -> tuple[str, str]:
   """Converts the 32 px fixture generator and the one-block ArcFace into ``root``/g, /a."""
-  g, a = os.path.join(root, "g"), os.path.join(root, "a")
-  sg2_converter.convert_file(os.path.join(FIXTURES, "sg2_s32.pt"), g)
+  a = os.path.join(root, "a")
   arcface_converter.convert_file(os.path.join(FIXTURES, "iresnet_1111.pth"), a)
-  return g, a
+  return convert_generator(root), a
 
 
 class Problem(NamedTuple):

@@ -1,13 +1,11 @@
 """The known-answer problem builder (smoke preset, test_main) and its PSNR table."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import fixture
-from converters import stylegan2 as sg2_converter
+import known_answer as known
 from sair_jax.core import degradation
 from sair_jax.io.images import read_image, write_image
 from sair_jax.nets import stylegan2
@@ -17,9 +15,7 @@ from sair_jax.pipeline import known_answer
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
   """The 32 px fixture generator (8 W+ rows of 256); any fixed G gives a known-answer problem."""
-  dst = tmp_path_factory.mktemp("g") / "g"
-  sg2_converter.convert_file(str(fixture("sg2_s32.pt")), str(dst))
-  return stylegan2.load(dst)
+  return stylegan2.load(known.convert_generator(tmp_path_factory.mktemp("ckpt")))
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +81,8 @@ def test_written_problem_scores_from_its_folders(problem, tmp_path, reference):
   assert names == ["face0", "face1", "face2"]
   ext = ".png" if reference == "image" else ".npy"
   assert sorted(p.name for p in (tmp_path / "references").iterdir()) == [n + ext for n in names]
-  np.testing.assert_allclose(read_image(tmp_path / "lq" / "face1.png"), np.clip(problem.lq[1], 0, 1),
-                             atol=0.5 / 255 + 1e-6)  # 8-bit rounding
+  np.testing.assert_allclose(read_image(tmp_path / "lq" / "face1.png"),
+                             np.clip(problem.lq[1], 0, 1), atol=0.5 / 255 + 1e-6)  # 8-bit rounding
   if reference == "latent":
     np.testing.assert_array_equal(np.load(tmp_path / "references" / "face2.npy"), problem.w_ref[2])
   out = tmp_path / "restored"

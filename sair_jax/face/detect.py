@@ -127,7 +127,7 @@ def find_faces(photo: np.ndarray, detector=None, *, resolution: int = 1024,
 
   faces, problems = [], []
   for points, score in detector.detect_all(copy, min_score):
-    lm = (np.asarray(points, np.float64) + 0.5) / np.asarray([sx, sy]) - 0.5  # [68, 2] pixel centres
+    lm = (np.asarray(points, np.float64) + 0.5) / np.asarray([sx, sy]) - 0.5  # [68, 2] centres
     _, qsize = align.ffhq_quad(lm)
     if qsize < min_face:
       cx, cy = lm.mean(axis=0)
