@@ -139,6 +139,8 @@ def test_several_faces_and_bad_arguments():
     paste.paste_faces(photo, faces, ts, scale=1.5)
   with pytest.raises(ValueError, match="2 faces but 1 transforms"):
     paste.paste_faces(photo, faces, ts[:1])
+  with pytest.raises(ValueError, match="2 faces but 1 masks"):
+    paste.paste_faces(photo, faces, ts, masks=[None])
   with pytest.raises(ValueError, match="unknown paste region 'ears'"):
     paste.paste_back(photo, faces[0], ts[0], region="ears")
   with pytest.raises(ValueError, match=r"photo: expected an RGB image"):

@@ -122,6 +122,7 @@ class AlignTransform:
     """The same map into the photo resized by ``factor`` (pixel centres: x' + 0.5 = (x + 0.5) f)."""
     m = self.matrix * factor
     m[:, 2] += 0.5 * factor - 0.5
+    m.setflags(write=False)
     h, w = self.photo_size
     return AlignTransform(m, (h * factor, w * factor))
 

@@ -38,7 +38,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from sair_jax.face import masks
+from sair_jax.face.masks import FFHQ_FACE_ELLIPSE
 
 REGIONS = ("square", "head", "face")
 
@@ -68,7 +68,7 @@ def region_weights(uv: np.ndarray, region: str = "square", feather: float = 0.1)
   elif region == "head":
     depth = 0.5 - np.hypot(u - 0.5, v - 0.5)
   elif region == "face":
-    cx, cy, rx, ry = masks.FFHQ_FACE_ELLIPSE
+    cx, cy, rx, ry = FFHQ_FACE_ELLIPSE
     depth = (1.0 - np.hypot((u - cx) / rx, (v - cy) / ry)) * min(rx, ry)
   else:
     raise ValueError(f"unknown paste region {region!r}; expected one of {', '.join(REGIONS)}")
@@ -123,7 +123,7 @@ def _sample_cubic(img: np.ndarray, x: np.ndarray, y: np.ndarray, stride: float) 
   r = int(math.ceil(2.0 * s))
   x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
   taps = range(1 - r, r + 1)
-  wx = [_keys((x - (x0 + i)) / s) for i in taps]  # r * 2 of [N]
+  wx = [_keys((x - (x0 + i)) / s) for i in taps]  # 2r arrays [N]
   wy = [_keys((y - (y0 + j)) / s) for j in taps]
   cols = [np.clip(x0 + i, 0, w - 1) for i in taps]
   out = np.zeros((x.shape[0], img.shape[-1]), np.float64)
@@ -221,6 +221,8 @@ def paste_faces(photo: np.ndarray, faces, transforms, *, region: str = "square",
   if len(faces) != len(transforms):
     raise ValueError(f"{len(faces)} faces but {len(transforms)} transforms")
   masks = [None] * len(faces) if masks is None else list(masks)
+  if len(masks) != len(faces):
+    raise ValueError(f"{len(faces)} faces but {len(masks)} masks")
   canvas = upscale_photo(photo, int(scale))
   height, width = canvas.shape[:2]
   for face, transform, mask in zip(faces, transforms, masks):
