@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import fixture
 from sair_jax.core import degradation
+from sair_jax.errors import InputError
 from sair_jax.face import align
 from sair_jax.face import detect
 from sair_jax.io.images import read_image
@@ -107,7 +108,7 @@ def test_a_face_below_min_face_is_reported_not_restored(detector, astronaut):
 
 
 def test_bad_photo_is_one_line_naming_it():
-  with pytest.raises(ValueError, match=r"^x\.png: expected an RGB photo"):
+  with pytest.raises(InputError, match=r"^x\.png: expected an RGB photo"):
     detect.find_faces(np.zeros((10, 10)), detector=object(), name="x.png")
 
 

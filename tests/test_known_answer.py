@@ -7,6 +7,7 @@ from PIL import Image
 
 import known_answer as known
 from sair_jax.core import degradation
+from sair_jax.errors import UserError
 from sair_jax.io.images import read_image, write_image
 from sair_jax.nets import stylegan2
 from sair_jax.pipeline import known_answer
@@ -112,5 +113,5 @@ def test_written_problem_scores_from_its_folders(problem, tmp_path, reference):
 def test_score_folder_without_restored_images_is_one_line(problem, tmp_path):
   known_answer.write_problem(tmp_path, problem)
   (tmp_path / "restored").mkdir()
-  with pytest.raises(FileNotFoundError, match="no restored image matches"):
+  with pytest.raises(UserError, match="no restored image matches"):
     known_answer.score_folder(tmp_path, tmp_path / "restored")

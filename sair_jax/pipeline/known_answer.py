@@ -29,6 +29,7 @@ import numpy as np
 
 from sair_jax.core import degradation
 from sair_jax.core import objective
+from sair_jax.errors import UserError
 from sair_jax.io import images
 from sair_jax.metrics import image as image_metrics
 
@@ -133,14 +134,14 @@ def score_folder(root: str | os.PathLike, restored_dir: str | os.PathLike, *,
   either, ``reference_psnr`` is None.
   Raises:
     images.ImageIOError: one line naming the file that cannot be read.
-    FileNotFoundError: when nothing was restored.
+    UserError: when nothing was restored.
   """
   root, restored_dir = os.fspath(root), os.fspath(restored_dir)
   gt_dir = os.path.join(root, "gt")
   names = sorted(os.path.splitext(f)[0] for f in os.listdir(gt_dir) if f.endswith(".png"))
   names = [n for n in names if os.path.isfile(os.path.join(restored_dir, n + ".png"))]
   if not names:
-    raise FileNotFoundError(f"{restored_dir}: no restored image matches {gt_dir}")
+    raise UserError(f"{restored_dir}: no restored image matches {gt_dir}")
   read = lambda d, n: images.read_image(os.path.join(d, n + ".png"))
   gt = np.stack([read(gt_dir, n) for n in names])
   lq = np.stack([read(os.path.join(root, "lq"), n) for n in names])

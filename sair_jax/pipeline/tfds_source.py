@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from sair_jax import degrade
+from sair_jax.errors import UserError
 from sair_jax.io import images
 
 INSTALL_HINT = "pip install -e '.[data]'"
@@ -36,8 +37,9 @@ NAME_KEYS = ("image/filename", "filename", "file_name", "name", "id")  # tried i
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}$")
 
 
-class TfdsError(Exception):
-  """The dataset cannot be read as faces. One line; names the dataset (and example)."""
+class TfdsError(UserError):
+  """The dataset cannot be read as faces (the run as a whole stops). One line; names the dataset
+  (and the example)."""
 
 
 class TfdsSource(NamedTuple):
