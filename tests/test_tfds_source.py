@@ -88,6 +88,19 @@ def test_writes_gt_and_the_degrade_command_s_lq(tfds, tmp_path):
     assert saved["tfds"]["dataset"] == "celeb_a_hq/64" and saved["tfds"]["split"] == "train"
 
 
+def test_a_resumed_write_keeps_what_is_there(tfds, tmp_path):
+  with tfds.testing.mock_data(num_examples=2):
+    src = tfds_source.open_source("celeb_a_hq/64")
+    names = tfds_source.write_dataset(src, str(tmp_path), resolution=32, factor=4)
+    (tmp_path / "lq" / f"{names[1]}.json").unlink()  # as if interrupted while writing it
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob(f"{names[0]}.*")}
+    again = tfds_source.write_dataset(src, str(tmp_path), resolution=32, factor=4,
+                                      skip_existing=True)
+  assert again == names and len(stamps) == 3
+  assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob(f"{names[0]}.*")}
+  assert (tmp_path / "lq" / f"{names[1]}.json").is_file()
+
+
 def test_a_size_the_preset_cannot_degrade_is_one_line(tfds, tmp_path):
   with tfds.testing.mock_data(num_examples=1):
     src = tfds_source.open_source("celeb_a_hq/64")

@@ -157,13 +157,9 @@ def _to_face(image, resolution: int, where: str) -> np.ndarray:
   return images.resize_square(face, resolution, Image.LANCZOS)  # [R, R, 3]
 
 
-def iter_faces(source: TfdsSource, resolution: int,
-               limit: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
-  """Yields ``(name, face [resolution, resolution, 3] float32 in [0, 1])`` in dataset order.
-
-  Names come from the source's name feature (made file-safe), else ``SPLIT_000123``; a name
-  met before gets the example's index appended.
-  """
+def _named_examples(source: TfdsSource,
+                    limit: int | None) -> Iterator[tuple[int, str, dict]]:
+  """``(index, file-safe name, example)`` in dataset order (see :func:`iter_faces`)."""
   n = len(source.examples) if limit is None else min(limit, len(source.examples))
   fallback = _safe_stem(source.split) or "example"
   seen = set()
@@ -174,12 +170,23 @@ def iter_faces(source: TfdsSource, resolution: int,
     if name in seen:
       name = f"{name}_{i:06d}"
     seen.add(name)
+    yield i, name, example
+
+
+def iter_faces(source: TfdsSource, resolution: int,
+               limit: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+  """Yields ``(name, face [resolution, resolution, 3] float32 in [0, 1])`` in dataset order.
+
+  Names come from the source's name feature (made file-safe), else ``SPLIT_000123``; a name
+  met before gets the example's index appended.
+  """
+  for i, name, example in _named_examples(source, limit):
     yield name, _to_face(example[source.image_key], resolution, f"{source.spec}[{i}] ({name})")
 
 
 def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str = "x32",
                   seed: int = 0, limit: int | None = None, progress=None,
-                  **degrade_options) -> list[str]:
+                  skip_existing: bool = False, **degrade_options) -> list[str]:
   """Writes ``dst``/gt/NAME.png and the synthesised ``dst``/lq/NAME.png + NAME.json.
 
   Args:
@@ -191,8 +198,10 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
       file name, as ``python -m sair_jax.degrade`` over ``dst``/gt would use.
     limit: at most this many examples.
     progress: called as ``progress(done, name)`` after each image (e.g. for a log line).
+    skip_existing: keep an example whose three files are all there (a resumed run; the files
+      are written atomically, the record last).
   Returns:
-    The names written, in order.
+    The names, in order (written or kept).
   Raises:
     TfdsError: one line naming the example (bad image, or a size the preset cannot degrade).
   """
@@ -200,20 +209,23 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
   os.makedirs(gt_dir, exist_ok=True)
   os.makedirs(lq_dir, exist_ok=True)
   names = []
-  for name, face in iter_faces(source, resolution, limit):
-    gt = images.to_uint8(face)
+  for i, name, example in _named_examples(source, limit):
     file = name + ".png"
-    try:  # degrade the 8-bit GT, exactly what reading gt/NAME.png back gives
-      lq, record = degrade.degrade_image(gt.astype(np.float32) / 255.0, file, preset=preset,
-                                         seed=seed, **degrade_options)
-    except degrade.DegradeError as e:
-      raise TfdsError(f"{source.spec} ({name}): {e}") from None
-    record["output"] = file
-    record["tfds"] = {"dataset": source.name, "split": source.split, "index": len(names)}
-    images.write_image(os.path.join(gt_dir, file), gt)
-    images.write_image(os.path.join(lq_dir, file), lq)
-    images.atomic_write(os.path.join(lq_dir, name + ".json"),
-                          (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    paths = (os.path.join(gt_dir, file), os.path.join(lq_dir, file),
+             os.path.join(lq_dir, name + ".json"))
+    if not (skip_existing and all(os.path.isfile(p) for p in paths)):
+      face = _to_face(example[source.image_key], resolution, f"{source.spec}[{i}] ({name})")
+      gt = images.to_uint8(face)
+      try:  # degrade the 8-bit GT, exactly what reading gt/NAME.png back gives
+        lq, record = degrade.degrade_image(gt.astype(np.float32) / 255.0, file, preset=preset,
+                                           seed=seed, **degrade_options)
+      except degrade.DegradeError as e:
+        raise TfdsError(f"{source.spec} ({name}): {e}") from None
+      record["output"] = file
+      record["tfds"] = {"dataset": source.name, "split": source.split, "index": i}
+      images.write_image(paths[0], gt)
+      images.write_image(paths[1], lq)
+      images.atomic_write(paths[2], (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
     names.append(name)
     if progress is not None:
       progress(len(names), name)
