@@ -80,6 +80,19 @@ def get_config(objective: str = "paper"):
   c.data.pairs = ""  # CSV 'lq,reference[,expression]' (file names or paths); overrides the folder
   c.data.reference_pool = ""  # folder: pick each LQ's reference by ArcFace similarity
   c.data.lq_size = 32  # expected LQ side; factor = generator resolution / lq_size
+  # Other sources instead of data.lq (sair_jax/pipeline/restore.py):
+  c.data.photos = ""  # folder of ordinary photos: faces found, restored, pasted back (wild.py)
+  c.data.tfds = ""  # NAME[:SPLIT] of a prepared TFDS dataset of faces: the ground truth
+  c.data.tfds_dir = ""  # where it is prepared ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)
+  c.data.tfds_image_key = ""  # its image feature ('': the only one, or 'image')
+  c.data.tfds_preset = "x32"  # how its LQ is made: 'x32' | 'x8' (as python -m sair_jax.degrade)
+
+  # Ordinary photos (data.photos): which faces, and how they go back into the photo.
+  c.wild = ml_collections.ConfigDict()
+  c.wild.min_face = 32.0  # smallest face restored: side of its FFHQ crop square, photo pixels
+  c.wild.upscale = 1  # restored photos at this integer multiple of the original size (bicubic)
+  c.wild.paste_region = "square"  # blended part of each face: 'square' | 'head' | 'face'
+  c.wild.feather = 0.1  # soft edge of that region, a fraction of the aligned face's side
 
   # Expression: 'none' | 'csv' (expression.file: name,expression) | 'tag' (file stem ends in
   # _<expression>) | 'infer' (classifier on the upsampled LQ).
