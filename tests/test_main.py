@@ -151,7 +151,7 @@ def test_smoke_failures_and_resume(tmp_path):
   (lq_dir / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
   write_image(lq_dir / "big.png", np.zeros((20, 20, 3)))
   write_image(ref_dir / "big.png", np.zeros((64, 64, 3)))
-  write_image(lq_dir / "lonely.png", np.zeros((16, 16, 3)))
+  write_image(lq_dir / "lonely.png", np.zeros((8, 8, 3)))
   write_image(ref_dir / "corrupt.png", np.zeros((64, 64, 3)))
   os.remove(out / "restored" / "face1.png")  # as if interrupted before face1 was finished
   before = {n: os.stat(out / "restored" / f"{n}.png").st_mtime_ns for n in ("face0", "face2")}
@@ -165,7 +165,7 @@ def test_smoke_failures_and_resume(tmp_path):
   failures = manifest["failures"]
   assert set(failures) == {"corrupt", "big", "lonely"}
   assert "corrupt.png" in failures["corrupt"] and "\n" not in failures["corrupt"]
-  assert "20x20" in failures["big"] and "16x16" in failures["big"]
+  assert "20x20" in failures["big"] and "8x8" in failures["big"]
   assert "no reference" in failures["lonely"]
   for name in failures:
     assert f"failed {name}" in r.stderr or f"skipping {name}" in r.stderr
