@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from sair_jax.errors import ConfigError
-from sair_jax.pipeline import derived, known_answer, networks, outputs, run, tfds_source
+from sair_jax.pipeline import derived, known_answer, networks, outputs, run, tfds_source, wild
 
 SOURCES = ("photos", "tfds", "known_answer", "test_set")
 SMOKE_INPUTS = "smoke_inputs"  # <output>/smoke_inputs: the known-answer problem
@@ -46,7 +46,7 @@ def restore(config) -> dict:
   """Restores what ``config`` names (:func:`source`); returns the run's manifest."""
   kind = source(config)
   if kind == "photos":
-    raise ConfigError("config.data.photos: ordinary photos are not supported yet")
+    return wild.restore_photos(config)
   if kind == "tfds":
     return restore_tfds(config)
   if kind == "known_answer":

@@ -1,0 +1,438 @@
+"""Ordinary photos in, restored photos out: ``config.data.photos`` (``configs/wild.py``).
+
+:func:`restore_photos` runs the whole flow; each step is a function of its own:
+
+1. :func:`find_photos`: every face of every photo (:func:`sair_jax.face.detect.find_faces`),
+   with the LQ size it is restored from (the generator's side over a power of two, nearest to
+   the face's size in the photo). Faces are named ``PHOTO_faceK`` (K = 0 for the largest).
+2. :func:`pair_references`: each face's reference photo, by file name (``data.references``:
+   ``NAME.*`` for the photo ``NAME.*``; a W+ ``.npy``/``.pt`` is used as it is), by a CSV
+   (``data.pairs``: ``photo,reference[,expression]``, where ``photo`` may also name one face,
+   ``PHOTO_faceK``), or none in pool mode (``data.reference_pool``).
+3. :func:`align_references`: reference photos (or the pool) FFHQ-aligned at the generator's
+   side under ``<output>/wild_inputs/references`` (``reference_pool``). An aligned file newer
+   than its photo is kept, so the run's inversion cache (keyed by modification time) stays
+   valid on a rerun.
+4. :func:`write_groups`: the aligned LQ faces under ``<output>/wild_inputs/lq<SIZE>/`` (one
+   folder per LQ size), each with the pairs CSV the run reads.
+5. :func:`sair_jax.pipeline.run.run` once per LQ size (the solver is compiled per size), all
+   into ``<output>`` itself: the face names are unique across sizes, so ``restored/``,
+   ``strips/``, ``reports/`` hold every face together, and the reference cache is shared.
+6. :func:`paste_photos`: every restored face warped back into its photo with its alignment
+   transform and a feathered mask (:mod:`sair_jax.face.paste`), written as
+   ``<output>/restored_photos/PHOTO.png`` (upscaled by ``config.wild.upscale``). Every photo is
+   written, a photo without a face as it is.
+
+Problems with one photo or one face (unreadable, no face, a face below ``wild.min_face``, no
+reference, a reference without a face) are one line each in the log and in the manifest's
+``wild`` section; the run goes on with the rest. A rerun redoes detection and alignment (cheap),
+skips the faces already restored and writes the photos again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+import zlib
+
+import numpy as np
+
+from sair_jax.errors import ConfigError, UserError
+from sair_jax.face import align, detect, paste
+from sair_jax.io import images
+from sair_jax.pipeline import derived, inputs, outputs, run
+
+INPUTS = "wild_inputs"  # <output>/wild_inputs: aligned faces, references, pairs CSVs
+PHOTOS_OUT = "restored_photos"  # <output>/restored_photos/PHOTO.png
+SECTION = "wild"  # the manifest's section
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+  """One input photo and what was found in it."""
+  name: str  # file stem: names its faces and its restored photo
+  path: str
+  size: tuple[int, int] | None  # (height, width); None when unreadable
+  faces: tuple[detect.Face, ...]  # largest first
+  problems: tuple[str, ...]  # one line each
+
+  def face_names(self) -> list[str]:
+    return [face_name(self.name, k) for k in range(len(self.faces))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pairing:
+  """Each face's reference (a photo, or a W+ file), as the user gave it."""
+  references: dict  # face name -> reference path; empty in pool mode
+  expressions: dict  # face name -> expression (a CSV's third column)
+  pool: str  # the pool folder (pool mode), else ''
+  problems: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """The faces restored from one LQ size: an ordinary test set for the run."""
+  lq_size: int
+  lq: str  # folder of NAME.png
+  pairs: str  # CSV lq,reference[,expression]; '' in pool mode
+  names: tuple[str, ...]
+
+
+def face_name(photo: str, k: int) -> str:
+  return f"{photo}_face{k}"
+
+
+def check_settings(config) -> None:
+  """Raises :class:`ConfigError` for a ``config.wild`` value the flow cannot use."""
+  w = config.wild
+  if not float(w.min_face) > 0:
+    raise ConfigError(f"config.wild.min_face={w.min_face}: must be positive (photo pixels)")
+  if int(w.upscale) != w.upscale or int(w.upscale) < 1:
+    raise ConfigError(f"config.wild.upscale={w.upscale}: must be a positive integer")
+  if w.paste_region not in paste.REGIONS:
+    raise ConfigError(f"config.wild.paste_region={w.paste_region!r}: expected one of "
+                      f"{', '.join(paste.REGIONS)}")
+  if not 0 <= float(w.feather) <= 0.5:
+    raise ConfigError(f"config.wild.feather={w.feather}: must be in [0, 0.5] (a fraction of "
+                      "the aligned face's side)")
+  if not (config.data.pairs or config.data.references or config.data.reference_pool):
+    raise ConfigError("photos need references: config.data.references (a folder, paired by "
+                      "file name), config.data.pairs (a CSV) or config.data.reference_pool")
+
+
+def _list_folder(folder: str, what: str) -> list[str]:
+  if not os.path.isdir(folder):
+    raise UserError(f"{folder}: no such folder ({what})")
+  return inputs.list_images(folder)
+
+
+# ------------------------------------------------------------------------------------------
+# 1. Faces
+# ------------------------------------------------------------------------------------------
+
+
+def find_photos(paths: list[str], *, resolution: int, min_face: float,
+                detector=None) -> list[Photo]:
+  """Every face of every photo in ``paths`` (problems recorded per photo, nothing raised)."""
+  photos, seen = [], {}
+  for path in paths:
+    name = inputs.stem(path)
+    if name in seen:
+      photos.append(Photo(name, path, None, (), (
+          f"{path}: another photo has the name '{name}' ({seen[name]}); rename one",)))
+      continue
+    seen[name] = path
+    try:
+      photo = images.read_image(path)
+      search = detect.find_faces(photo, detector, resolution=resolution, min_face=min_face,
+                                 name=path)
+    except images.ImageIOError as e:
+      photos.append(Photo(name, path, None, (), (str(e),)))
+      continue
+    photos.append(Photo(name, path, photo.shape[:2], search.faces, search.problems))
+  return photos
+
+
+# ------------------------------------------------------------------------------------------
+# 2. References
+# ------------------------------------------------------------------------------------------
+
+
+def _by_file_name(folder: str, name: str) -> str | None:
+  """``folder/NAME.ext`` for an image or W+ extension, or None."""
+  for ext in tuple(images.IMAGE_EXTENSIONS) + inputs.LATENT_EXTENSIONS:
+    for candidate in (name + ext, name + ext.upper()):
+      path = os.path.join(folder, candidate)
+      if os.path.isfile(path):
+        return path
+  return None
+
+
+def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
+  """(line number, cells) of a CSV's non-empty rows, a header row left out."""
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: no such file (config.data.pairs)")
+  with open(path, newline="") as f:
+    rows = [(i + 1, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f))
+            if any(c.strip() for c in row)]
+  if rows and rows[0][1][0].lower() in ("photo", "name", "image", "file", "lq"):
+    rows = rows[1:]
+  return rows
+
+
+def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
+  """Pairs from ``config.data.pairs``; a row naming one face overrides its photo's row."""
+  path, folder = config.data.pairs, config.data.references
+  base = os.path.dirname(os.path.abspath(path))
+  faces = {p.name: p.face_names() for p in photos}
+  owner = {n: p.name for p in photos for n in p.face_names()}
+  refs, expressions, problems = {}, {}, []
+  for line, row in sorted(_csv_rows(path), key=lambda r: inputs.stem(r[1][0]) in owner):
+    if len(row) < 2 or not row[1]:
+      raise UserError(f"{path}: line {line} needs 'photo,reference[,expression]'")
+    key = inputs.stem(row[0])
+    targets = faces.get(key) or ([key] if key in owner else None)
+    if targets is None:
+      problems.append(f"{path}: line {line} names '{row[0]}', which is not a photo (or a "
+                      f"PHOTO_faceK) in {config.data.photos}")
+      continue
+    ref = row[1] if os.path.isabs(row[1]) else os.path.join(base, row[1])
+    if not os.path.isfile(ref) and folder:
+      ref = os.path.join(folder, row[1])
+    for name in targets:  # a face's own row replaces its photo's, expression included
+      refs[name] = ref
+      expressions.pop(name, None)
+      if len(row) > 2 and row[2]:
+        expressions[name] = row[2]
+  return refs, expressions, problems
+
+
+def pair_references(config, photos: list[Photo]) -> Pairing:
+  """Each found face's reference, as ``config.data`` says (module docstring, step 2)."""
+  data = config.data
+  if data.reference_pool and not data.pairs:
+    return Pairing({}, {}, data.reference_pool, ())
+  if data.pairs:
+    refs, expressions, problems = _from_csv(config, photos)
+  else:
+    if not os.path.isdir(data.references):
+      raise UserError(f"{data.references}: no such folder (config.data.references)")
+    refs, expressions, problems = {}, {}, []
+    for p in photos:
+      ref = _by_file_name(data.references, p.name) if p.faces else None
+      refs.update({n: ref for n in p.face_names() if ref})
+  for p in photos:
+    missing = [n for n in p.face_names() if n not in refs]
+    if missing:
+      where = data.pairs or os.path.join(data.references, p.name + ".*")
+      problems.append(f"{p.path}: no reference for {len(missing)} face(s) ({where})")
+    for n in p.face_names():
+      if n in refs and not os.path.isfile(refs[n]):
+        problems.append(f"{refs.pop(n)}: reference of {n} does not exist")
+  return Pairing(refs, expressions, "", tuple(problems))
+
+
+# ------------------------------------------------------------------------------------------
+# 3. Aligned references
+# ------------------------------------------------------------------------------------------
+
+
+def _aligned_names(paths: list[str]) -> dict[str, str]:
+  """A file name for each reference photo: its stem, made unique by a short hash if needed."""
+  names, taken = {}, set()
+  for path in sorted(paths):
+    name = inputs.stem(path)
+    if name in taken:
+      name = f"{name}-{zlib.crc32(os.path.abspath(path).encode()):08x}"
+    taken.add(name)
+    names[path] = name + ".png"
+  return names
+
+
+def align_references(paths: list[str], dst: str, *, resolution: int, min_face: float,
+                     detector=None) -> tuple[dict[str, str], dict[str, str]]:
+  """FFHQ-aligns the largest face of each reference photo at ``resolution`` into ``dst``.
+
+  W+ files (``.npy``, ``.pt``) are passed through. An aligned file at least as new as its
+  photo is kept.
+  Returns:
+    ``(aligned, problems)``: reference path -> the path the run reads; reference path -> one
+    line, for the references that could not be aligned.
+  """
+  os.makedirs(dst, exist_ok=True)
+  aligned, problems = {}, {}
+  names = _aligned_names([p for p in paths if not p.lower().endswith(inputs.LATENT_EXTENSIONS)])
+  for path in sorted(set(paths)):
+    if path not in names:
+      aligned[path] = path
+      continue
+    target = os.path.join(dst, names[path])
+    if os.path.isfile(target) and os.path.getmtime(target) >= os.path.getmtime(path):
+      aligned[path] = target
+      continue
+    try:
+      photo = images.read_image(path)
+      search = detect.find_faces(photo, detector, resolution=resolution, min_face=min_face,
+                                 name=path)
+    except images.ImageIOError as e:
+      problems[path] = str(e)
+      continue
+    if not search.faces:
+      problems[path] = search.problems[0]
+      continue
+    images.write_image(target, align.align_face(photo, search.faces[0].landmarks, resolution))
+    aligned[path] = target
+  return aligned, problems
+
+
+# ------------------------------------------------------------------------------------------
+# 4. Test sets per LQ size
+# ------------------------------------------------------------------------------------------
+
+
+def write_groups(photos: list[Photo], references: dict, expressions: dict,
+                 root: str) -> list[Group]:
+  """Writes the aligned LQ face of every face with a reference (``references``: face name ->
+  the path the run reads; None: pool mode, every face) and one pairs CSV per LQ size.
+
+  Faces of an LQ size no longer restored (a changed photo) are removed from its folder.
+  """
+  by_size: dict[int, list[str]] = {}
+  for p in photos:
+    chosen = [(n, f) for n, f in zip(p.face_names(), p.faces)
+              if references is None or n in references]
+    if not chosen:
+      continue
+    photo = images.read_image(p.path)
+    for (name, face), crop in zip(chosen, detect.align_faces(photo, [f for _, f in chosen])):
+      folder = os.path.join(root, f"lq{face.lq_size}")
+      os.makedirs(folder, exist_ok=True)
+      images.write_image(os.path.join(folder, name + ".png"), crop)
+      by_size.setdefault(face.lq_size, []).append(name)
+  groups = []
+  for size, names in sorted(by_size.items()):
+    folder = os.path.join(root, f"lq{size}")
+    for path in inputs.list_images(folder):
+      if inputs.stem(path) not in names:
+        os.remove(path)
+    pairs = ""
+    if references is not None:
+      pairs = os.path.join(root, f"pairs_lq{size}.csv")
+      rows = [["lq", "reference", "expression"]] + [
+          [n + ".png", os.path.abspath(references[n]), expressions.get(n, "")] for n in names]
+      images.atomic_write(pairs, "".join(",".join(r) + "\n" for r in rows).encode())
+    groups.append(Group(size, folder, pairs, tuple(names)))
+  return groups
+
+
+# ------------------------------------------------------------------------------------------
+# 6. Photos
+# ------------------------------------------------------------------------------------------
+
+
+def paste_photos(photos: list[Photo], folder: outputs.RunFolder, dst: str, *, upscale: int,
+                 region: str, feather: float) -> dict[str, list[str]]:
+  """Pastes each photo's restored faces back; writes ``dst``/PHOTO.png for every readable
+  photo. Returns photo name -> the faces pasted."""
+  os.makedirs(dst, exist_ok=True)
+  pasted = {}
+  for p in photos:
+    if p.size is None:
+      continue
+    done = [(n, f) for n, f in zip(p.face_names(), p.faces) if folder.done(n)]
+    faces = [images.read_image(folder.path("restored", n, ".png")) for n, _ in done]
+    canvas = paste.paste_faces(images.read_image(p.path), faces, [f.transform for _, f in done],
+                               region=region, feather=feather, scale=upscale)
+    images.write_image(os.path.join(dst, p.name + ".png"), canvas)
+    pasted[p.name] = [n for n, _ in done]
+  return pasted
+
+
+# ------------------------------------------------------------------------------------------
+# The flow
+# ------------------------------------------------------------------------------------------
+
+
+def _merge(manifests: list[dict]) -> dict:
+  """One manifest for several runs into one folder: the last one's fields, with every run's
+  finished images and failures."""
+  merged = dict(manifests[-1]) if manifests else {}
+  merged["finished"] = sorted({n for m in manifests for n in m.get("finished", [])})
+  merged["failures"] = {k: v for m in manifests for k, v in m.get("failures", {}).items()}
+  return merged
+
+
+def _face_record(name: str, face: detect.Face, reference, restored: bool) -> dict:
+  cx, cy = face.landmarks.mean(axis=0)
+  return {"name": name, "lq_size": face.lq_size, "factor": face.factor,
+          "face_size": round(face.qsize, 1), "score": round(face.score, 3),
+          "centre": [round(float(cx), 1), round(float(cy), 1)], "reference": reference,
+          "restored": restored}
+
+
+def restore_photos(config) -> dict:
+  """Restores every face of every photo in ``config.data.photos`` (module docstring).
+
+  Returns:
+    The manifest: the runs' fields (``finished`` and ``failures`` over every face), the
+    config as given, and ``wild``: ``photos`` (per photo: file, size, output, faces with their
+    LQ size, factor, face size, detector score, centre, reference, restored), ``problems``
+    (every line), ``groups`` (per LQ size: faces, folder) and ``settings``.
+  """
+  t0 = time.perf_counter()
+  check_settings(config)
+  resolution = derived.generator_resolution(config)
+  paths = _list_folder(config.data.photos, "config.data.photos")
+  if not paths:
+    raise UserError(f"{config.data.photos}: no photos (.png/.jpg) found")
+  from sair_jax.face import landmarks
+  detector = landmarks.default_detector()
+  min_face = float(config.wild.min_face)
+  root = os.path.join(config.output, INPUTS)
+
+  photos = find_photos(paths, resolution=resolution, min_face=min_face, detector=detector)
+  pairing = pair_references(config, photos)
+  problems = [line for p in photos for line in p.problems] + list(pairing.problems)
+  sources = sorted(set(pairing.references.values()))
+  refs_dir = os.path.join(root, "references" if not pairing.pool else "reference_pool")
+  if pairing.pool:
+    sources = _list_folder(pairing.pool, "config.data.reference_pool")
+  aligned, bad = align_references(sources, refs_dir, resolution=resolution,
+                                  min_face=min_face, detector=detector)
+  for path, line in bad.items():
+    users = sorted(n for n, r in pairing.references.items() if r == path)
+    problems.append(line + (f" (reference of {', '.join(users)})" if users else ""))
+  if pairing.pool:
+    references = None if aligned else {}  # None: every face (the run picks from the pool)
+    if not aligned:
+      problems.append(f"{pairing.pool}: no usable reference in the pool")
+  else:
+    references = {n: aligned[r] for n, r in pairing.references.items() if r in aligned}
+  for line in problems:
+    outputs.log(line)
+
+  groups = write_groups(photos, references, pairing.expressions, root)
+  n_faces = sum(len(p.faces) for p in photos)
+  outputs.log(f"{len(photos)} photo(s), {n_faces} face(s) found, "
+              f"{sum(len(g.names) for g in groups)} to restore in {len(groups)} LQ size(s): "
+              + ", ".join(f"{len(g.names)} at {g.lq_size} px" for g in groups))
+  manifests = []
+  for g in groups:
+    outputs.log(f"restoring the {len(g.names)} face(s) of LQ size {g.lq_size}")
+    manifests.append(run.run(derived.derived_config(
+        config, lq=g.lq, lq_size=g.lq_size, pairs=g.pairs, references="",
+        reference_pool=refs_dir if references is None else "", gt="", photos="")))
+
+  folder = outputs.RunFolder(config.output)
+  pasted = paste_photos(photos, folder, os.path.join(config.output, PHOTOS_OUT),
+                        upscale=int(config.wild.upscale), region=config.wild.paste_region,
+                        feather=float(config.wild.feather))
+  manifest = _merge(manifests or [folder.read_manifest()])
+  manifest["config"] = config.to_dict()
+  manifest["timings"] = {"total_seconds": round(time.perf_counter() - t0, 3),
+                         "groups": {f"lq{g.lq_size}": m.get("timings")
+                                    for g, m in zip(groups, manifests)}}
+  records = {}
+  for p in photos:  # a photo whose name another one took is left to its problem line
+    records.setdefault(p.name, {
+        "file": p.path, "size": list(p.size) if p.size else None,
+        "output": os.path.join(PHOTOS_OUT, p.name + ".png") if p.name in pasted else None,
+        "faces": [_face_record(n, f, pairing.references.get(n), n in pasted.get(p.name, ()))
+                  for n, f in zip(p.face_names(), p.faces)],
+        "problems": list(p.problems)})
+  wild = {
+      "photos": records,
+      "problems": problems,
+      "groups": {f"lq{g.lq_size}": {"lq_size": g.lq_size, "faces": list(g.names),
+                                    "lq": g.lq, "pairs": g.pairs} for g in groups},
+      "settings": {"resolution": resolution, "min_face": min_face,
+                   "upscale": int(config.wild.upscale), "paste_region": config.wild.paste_region,
+                   "feather": float(config.wild.feather)},
+  }
+  manifest = derived.record(config.output, SECTION, wild, manifest)
+  outputs.log(f"wild: {sum(map(len, pasted.values()))} of {n_faces} face(s) restored into "
+              f"{len(pasted)} photo(s), {len(problems)} problem(s) -> "
+              f"{os.path.join(config.output, PHOTOS_OUT)}")
+  return manifest

