@@ -36,12 +36,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   from sair_jax.io.torch_reader import CheckpointFormatError
-  from sair_jax.pipeline import run
+  from sair_jax.pipeline import restore, run
   from sair_jax.io.checkpoint import CheckpointError
   from sair_jax.face.directions import DirectionsError
   from sair_jax.pipeline.networks import MissingCheckpoints
   try:
-    manifest = run.run(load_config(flags.FLAGS["config"]))
+    manifest = restore.restore(load_config(flags.FLAGS["config"]))
   except (MissingCheckpoints, CheckpointError, CheckpointFormatError, DirectionsError,
           run.RunError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
