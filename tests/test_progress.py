@@ -27,6 +27,12 @@ def test_start_end_and_slow_images():
   assert progress.progress(1, 3, 125.4).line == "1/3 images, 125 s/image, ETA 4m11s"
 
 
+def test_a_batch_in_flight_counts_by_its_steps():
+  p = progress.progress(4 + 8 * 20 / 60, 40, 50.0)  # 4 finished, a batch of 8 a third done
+  assert p.line == "6.7/40 images, 7.5 s/image, ETA 4m10s"
+  assert p.record["done"] == pytest.approx(6.667, abs=1e-3)
+
+
 @pytest.mark.parametrize("done, total, elapsed", [(6, 5, 1.0), (-1, 5, 1.0), (1, 5, -2.0),
                                                   (1, 5, float("nan"))])
 def test_bad_counts_are_one_line(done, total, elapsed):

@@ -4,6 +4,9 @@
 
 Pure: the caller passes the counts and the seconds elapsed since the work it counts began
 (count only the images of this run, not those a resumed run skipped, so the rate stays honest).
+Between the chunks of a batch, ``done`` may count the batch in flight by the fraction of its
+steps taken (``finished + images_in_batch * steps_done / steps``), so a run of one large batch
+shows an ETA before its first image is finished; the line then shows one decimal.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ def format_duration(seconds: float) -> str:
   return f"{m // 60}h{m % 60:02d}m"
 
 
-def progress(done: int, total: int, elapsed: float) -> Progress:
+def _count(done: float) -> str:
+  return str(int(done)) if float(done).is_integer() else f"{done:.1f}"
+
+
+def progress(done: float, total: int, elapsed: float) -> Progress:
   """Progress after ``done`` of ``total`` images in ``elapsed`` seconds.
 
   The rate is the mean so far (``elapsed / done``); the ETA assumes the rest goes as fast.
@@ -38,10 +45,11 @@ def progress(done: int, total: int, elapsed: float) -> Progress:
     raise ValueError(f"need 0 <= done <= total and elapsed >= 0, got {done}/{total}, {elapsed}")
   per_image = elapsed / done if done else None
   eta = per_image * (total - done) if per_image is not None else None
-  record = {"done": done, "total": total, "elapsed_seconds": round(elapsed, 3),
+  record = {"done": done if isinstance(done, int) else round(done, 3), "total": total,
+            "elapsed_seconds": round(elapsed, 3),
             "seconds_per_image": None if per_image is None else round(per_image, 3),
             "eta_seconds": None if eta is None else round(eta, 3)}
-  line = f"{done}/{total} images"
+  line = f"{_count(done)}/{total} images"
   if per_image is None:
     line += ", ETA unknown"
   else:
