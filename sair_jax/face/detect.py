@@ -18,10 +18,11 @@ face by:
 Faces whose quad is smaller than ``min_face``, and photos without any face, become one-line
 problems (returned, not printed) that name the photo; nothing raises for them.
 
-Detection scale: the HOG detector's window is 80 px and a face's detector box is about half its
-FFHQ quad side (the astronaut test photo: box 88 px, quad 175 px), so faces with a quad below
-about ``DETECTABLE_QSIZE`` = 160 px are missed. The copy is therefore scaled by
-``DETECTABLE_QSIZE / min_face`` (5x for the default ``min_face`` of 32), but its longer side is
+Detection scale: a face's detector box is about half its FFHQ quad side (the astronaut test
+photo: box 88 px, quad 175 px), and dlib's HOG detector (80 px window, no upsampling) finds the
+astronaut down to a quad of about 115 px and misses it at 100 px; faces with a quad below
+``DETECTABLE_QSIZE`` = 128 px may be missed. The copy is therefore scaled by
+``DETECTABLE_QSIZE / min_face`` (4x for the default ``min_face`` of 32), but its longer side is
 kept at most ``max_side`` (a large photo is then searched at a lower scale, and the no-face
 message says which face sizes may have been missed).
 """
