@@ -28,7 +28,6 @@ def get_config():
   c.solver.steps = 60
   c.solver.chunk = 20
   c.solver.batch_size = 4
-  c.solver.lr = 0.1
   c.solver.noise = "const"
   c.loss.identity = 0.001
   c.loss.prior = 0.0

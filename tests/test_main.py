@@ -272,7 +272,7 @@ def test_objective_on_the_command_line_keeps_the_presets_other_patches():
   from configs import default
   c = parse_config("--config=configs/smoke.py", "--config.objective=official")
   assert objective_fields(c) == default.OBJECTIVES["official"]
-  assert (c.solver.steps, c.loss.histogram_size, c.solver.lr) == (20, 32, 0.05)
+  assert (c.solver.steps, c.loss.histogram_size, c.solver.lr) == (60, 32, 0.1)
   with pytest.raises(ValueError, match="expected one of"):
     parse_config("--config=configs/x32.py", "--config.objective=eq8")
 
@@ -295,7 +295,7 @@ def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path, smoke_data)
   out = tmp_path / "official"
   r = main("--config.untrained=True", f"--config.output={out}", f"--config.data.lq={lq}",
            "--config.data.references=", f"--config.data.pairs={tmp_path / 'pairs.csv'}",
-           "--config.data.lq_size=16", "--config.expression.mode=csv",
+           "--config.data.lq_size=8", "--config.expression.mode=csv",
            f"--config.checkpoints.directions={tmp_path / 'dirs.npz'}",
            "--config.solver.steps=6", "--config.solver.chunk=3", "--config.solver.batch_size=3",
            "--config.loss.histogram_start=3", "--config.loss.mask_every=3",

@@ -10,8 +10,8 @@ from PIL import Image
 
 from configs import smoke
 from sair_jax.errors import ConfigError
-from sair_jax.io.images import write_image
-from sair_jax.pipeline import restore
+from sair_jax.pipeline import restore, tfds_source
+from sair_jax.pipeline.networks import SMOKE_G
 
 
 def _strip_panels(path) -> float:
@@ -58,24 +58,29 @@ def test_smoke_preset_proves_itself(tmp_path, capsys):
 
 def test_tfds_dataset_is_degraded_and_restored(tmp_path):
   """Two mock celeb_a_hq faces: gt/ and the x32 LQ (x4 here, the smoke generator being 64 px)
-  under tfds_inputs/, restored against a one-photo reference pool, GT in the strips."""
+  under tfds_inputs/, restored with references named after the dataset's file names (W+ codes,
+  so nothing is projected), GT in the strips."""
   tfds = pytest.importorskip("tensorflow_datasets")
-  pool = tmp_path / "pool"
-  write_image(pool / "someone.png", np.random.default_rng(0).random((64, 64, 3)))
   c = smoke.get_config()
   c.output = str(tmp_path / "out")
   c.data.update({"tfds": "celeb_a_hq/64:train", "tfds_dir": str(tmp_path / "nowhere"),
-                 "lq_size": 16, "reference_pool": str(pool)})
+                 "lq_size": 16, "references": str(tmp_path / "refs")})
   c.solver.update({"steps": 4, "chunk": 2})
   c.loss.update({"histogram_start": 2, "mask_every": 2})
+  rng = np.random.default_rng(0)
   with tfds.testing.mock_data(num_examples=2):
+    src = tfds_source.open_source(c.data.tfds, c.data.tfds_dir)
+    names = sorted(name for name, _ in tfds_source.iter_faces(src, 64))
+    (tmp_path / "refs").mkdir()
+    for name in names:
+      np.save(tmp_path / "refs" / f"{name}.npy",
+              rng.standard_normal((SMOKE_G.n_latent, SMOKE_G.w_dim)).astype(np.float32))
     manifest = restore.restore(c)
   record = manifest["tfds"]
   assert (record["dataset"], record["split"], record["examples"]) == ("celeb_a_hq/64", "train", 2)
   inputs = tmp_path / "out" / "tfds_inputs"
-  names = sorted(p.stem for p in (inputs / "gt").glob("*.png"))
-  assert len(names) == 2 and sorted(manifest["finished"]) == names
+  assert sorted(p.stem for p in (inputs / "gt").glob("*.png")) == names
+  assert sorted(manifest["finished"]) == names and not manifest["failures"]
   with Image.open(inputs / "lq" / f"{names[0]}.png") as lq:
     assert lq.size == (16, 16)
   assert _strip_panels(tmp_path / "out" / "strips" / f"{names[0]}.png") == 4
-  assert set(manifest["pool_choices"]) == set(names)

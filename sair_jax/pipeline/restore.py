@@ -100,6 +100,7 @@ def restore_known_answer(config) -> dict:
   ground truth). The PSNR table of the restored images, bicubic upsampling and the references
   against the ground truth is printed (stdout) and recorded as the manifest's ``known_answer``.
   """
+  networks.check_checkpoints(config)  # e.g. an expression classifier: fail before any work
   g = networks.untrained_networks(config).g  # the generator the run builds from this config
   lq_size = int(config.data.lq_size)
   if lq_size < 1 or g.resolution % lq_size:
