@@ -1,6 +1,8 @@
 """Ordinary photos end to end (sair_jax/pipeline/wild.py): the astronaut at a quarter of its
 size and a photo without a face, restored with the smoke preset's untrained networks
-(``configs/wild.py:smoke``, a few steps), then resumed with the photos upscaled."""
+(``configs/wild.py:smoke``, a few steps), then resumed with the photos upscaled. The end-to-end
+reference is a W+ code (a reference photo would be projected: a second compiled solver, ~15 s);
+aligning reference photos is tested on its own."""
 
 import json
 import os
@@ -15,6 +17,7 @@ from sair_jax.errors import ConfigError, UserError
 from sair_jax.face import detect, paste
 from sair_jax.io.images import read_image
 from sair_jax.pipeline import restore, wild
+from sair_jax.pipeline.networks import SMOKE_G
 
 
 def _config(photos, references, out, **wild_settings):
@@ -39,16 +42,17 @@ def detector():
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, detector):
   """photos/astro.png (128 px: a face of ~44 px, restored from 32 px at the 64 px smoke
-  generator), photos/blank.png (no face); references/astro.png (the full-size astronaut)."""
+  generator), photos/blank.png (no face); references/astro.npy (a W+ code of that generator)."""
   root = tmp_path_factory.mktemp("wild")
   (root / "photos").mkdir()
   (root / "references").mkdir()
   with Image.open(fixture("astronaut.png")) as im:
-    im = im.convert("RGB")
-    im.save(root / "references" / "astro.png")
-    im.resize((128, 128), Image.LANCZOS).save(root / "photos" / "astro.png")
-  noise = np.random.default_rng(0).integers(90, 140, (40, 60, 3), dtype=np.uint8)
-  Image.fromarray(noise).save(root / "photos" / "blank.png")
+    im.convert("RGB").resize((128, 128), Image.LANCZOS).save(root / "photos" / "astro.png")
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(90, 140, (40, 60, 3), dtype=np.uint8)).save(
+      root / "photos" / "blank.png")
+  np.save(root / "references" / "astro.npy",
+          rng.standard_normal((SMOKE_G.n_latent, SMOKE_G.w_dim)).astype(np.float32))
   return root
 
 
@@ -67,13 +71,11 @@ def test_photos_restored_and_pasted_back(photos, first_run, detector):
   assert record["photos"]["blank"]["faces"] == [] and manifest["finished"] == ["astro_face0"]
   (face,) = record["photos"]["astro"]["faces"]
   assert (face["lq_size"], face["factor"], face["restored"]) == (32, 2, True)
-  assert face["reference"] == str(photos / "references" / "astro.png")
+  assert face["reference"] == str(photos / "references" / "astro.npy")
   assert list(record["groups"]) == ["lq32"] and not manifest["failures"]
   assert json.loads((out / "manifest.json").read_text())["wild"] == record
   with Image.open(out / "wild_inputs" / "lq32" / "astro_face0.png") as lq:
     assert lq.size == (32, 32)
-  with Image.open(out / "wild_inputs" / "references" / "astro.png") as ref:
-    assert ref.size == (64, 64)  # aligned at the generator's side
 
   original = np.asarray(Image.open(photos / "photos" / "astro.png"))
   restored = np.asarray(Image.open(out / "restored_photos" / "astro.png"))
@@ -99,6 +101,27 @@ def test_rerun_skips_finished_faces_and_rewrites_photos_upscaled(photos, first_r
   assert os.stat(face).st_mtime_ns == before and manifest["finished"] == ["astro_face0"]
   assert read_image(out / "restored_photos" / "astro.png").shape == (256, 256, 3)
   assert manifest["wild"]["settings"]["upscale"] == 2
+
+
+def test_reference_photos_are_aligned_once(tmp_path, detector):
+  """The largest face at the generator's side; kept on a rerun (the run's inversion cache is
+  keyed by its modification time); a photo without a face is one line."""
+  refs = tmp_path / "refs"
+  refs.mkdir()
+  with Image.open(fixture("astronaut.png")) as im:
+    im.convert("RGB").resize((256, 256), Image.LANCZOS).save(refs / "astro.png")
+  Image.new("RGB", (50, 50), (120, 120, 120)).save(refs / "grey.png")
+  paths = [str(refs / "astro.png"), str(refs / "grey.png"), str(refs / "w.npy")]
+  dst = tmp_path / "aligned"
+  aligned, problems = wild.align_references(paths, str(dst), resolution=64, min_face=64,
+                                            detector=detector)
+  assert aligned == {paths[0]: str(dst / "astro.png"), paths[2]: paths[2]}  # W+ passed through
+  assert list(problems) == [paths[1]] and "no face found" in problems[paths[1]]
+  assert read_image(dst / "astro.png").shape == (64, 64, 3)
+  stamp = os.stat(dst / "astro.png").st_mtime_ns
+  assert wild.align_references(paths[:1], str(dst), resolution=64, min_face=64,
+                               detector=detector)[0] == {paths[0]: str(dst / "astro.png")}
+  assert os.stat(dst / "astro.png").st_mtime_ns == stamp
 
 
 def _photo(name, n_faces):
