@@ -124,6 +124,21 @@ def test_reference_photos_are_aligned_once(tmp_path, detector):
   assert os.stat(dst / "astro.png").st_mtime_ns == stamp
 
 
+@pytest.mark.parametrize("orientation, stored_as", [
+    (1, None), (3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90),
+    (8, Image.Transpose.ROTATE_270), (2, Image.Transpose.FLIP_LEFT_RIGHT)])
+def test_photos_are_read_upright(tmp_path, orientation, stored_as):
+  """A phone's sideways pixels with their EXIF orientation read as the photo is shown."""
+  upright = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3) * 3
+  stored = Image.fromarray(upright)
+  stored = stored if stored_as is None else stored.transpose(stored_as)
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  stored.save(tmp_path / "p.png", exif=exif)
+  np.testing.assert_array_equal(wild.read_photo(str(tmp_path / "p.png")),
+                                upright.astype(np.float32) / 255)
+
+
 def _photo(name, n_faces):
   """A photo with ``n_faces`` faces, as far as pairing looks (it only counts them)."""
   return wild.Photo(name, f"photos/{name}.jpg", (10, 10), (None,) * n_faces, ())

@@ -38,8 +38,9 @@ import time
 import zlib
 
 import numpy as np
+from PIL import Image
 
-from sair_jax.errors import ConfigError, UserError
+from sair_jax.errors import ConfigError, InputError, UserError
 from sair_jax.face import align, detect, paste
 from sair_jax.io import images
 from sair_jax.pipeline import derived, inputs, outputs, run
@@ -112,6 +113,31 @@ def _list_folder(folder: str, what: str) -> list[str]:
 # 1. Faces
 # ------------------------------------------------------------------------------------------
 
+# EXIF orientation -> the transpose that makes the photo upright (as PIL's exif_transpose).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def read_photo(path: str) -> np.ndarray:
+  """A photo as shown: RGB float32 [H, W, 3] in [0, 1], turned upright by its EXIF orientation
+  (phones store pixels sideways and say so in EXIF; the restored photo is written upright).
+
+  Raises:
+    images.ImageIOError: one line naming the file.
+  """
+  photo = images.read_image(path)
+  try:
+    with Image.open(path) as img:
+      orientation = img.getexif().get(0x0112, 1)
+  except (OSError, ValueError, KeyError, SyntaxError):  # a damaged EXIF block: pixels as stored
+    orientation = 1
+  if orientation not in _UPRIGHT:
+    return photo
+  upright = Image.fromarray(images.to_uint8(photo)).transpose(_UPRIGHT[orientation])
+  return np.asarray(upright, np.float32) / 255.0
+
 
 def find_photos(paths: list[str], *, resolution: int, min_face: float,
                 detector=None) -> list[Photo]:
@@ -125,10 +151,10 @@ def find_photos(paths: list[str], *, resolution: int, min_face: float,
       continue
     seen[name] = path
     try:
-      photo = images.read_image(path)
+      photo = read_photo(path)
       search = detect.find_faces(photo, detector, resolution=resolution, min_face=min_face,
                                  name=path)
-    except images.ImageIOError as e:
+    except InputError as e:
       photos.append(Photo(name, path, None, (), (str(e),)))
       continue
     photos.append(Photo(name, path, photo.shape[:2], search.faces, search.problems))
@@ -253,10 +279,10 @@ def align_references(paths: list[str], dst: str, *, resolution: int, min_face: f
       aligned[path] = target
       continue
     try:
-      photo = images.read_image(path)
+      photo = read_photo(path)
       search = detect.find_faces(photo, detector, resolution=resolution, min_face=min_face,
                                  name=path)
-    except images.ImageIOError as e:
+    except InputError as e:
       problems[path] = str(e)
       continue
     if not search.faces:
@@ -285,7 +311,7 @@ def write_groups(photos: list[Photo], references: dict, expressions: dict,
               if references is None or n in references]
     if not chosen:
       continue
-    photo = images.read_image(p.path)
+    photo = read_photo(p.path)
     for (name, face), crop in zip(chosen, detect.align_faces(photo, [f for _, f in chosen])):
       folder = os.path.join(root, f"lq{face.lq_size}")
       os.makedirs(folder, exist_ok=True)
@@ -323,7 +349,7 @@ def paste_photos(photos: list[Photo], folder: outputs.RunFolder, dst: str, *, up
       continue
     done = [(n, f) for n, f in zip(p.face_names(), p.faces) if folder.done(n)]
     faces = [images.read_image(folder.path("restored", n, ".png")) for n, _ in done]
-    canvas = paste.paste_faces(images.read_image(p.path), faces, [f.transform for _, f in done],
+    canvas = paste.paste_faces(read_photo(p.path), faces, [f.transform for _, f in done],
                                region=region, feather=feather, scale=upscale)
     images.write_image(os.path.join(dst, p.name + ".png"), canvas)
     pasted[p.name] = [n for n, _ in done]
