@@ -103,6 +103,37 @@ def test_rerun_skips_finished_faces_and_rewrites_photos_upscaled(photos, first_r
   assert manifest["wild"]["settings"]["upscale"] == 2
 
 
+def test_faces_are_grouped_by_lq_size(tmp_path, detector):
+  """The astronaut at 128 px (a ~44 px face: LQ 32 at the 64 px generator) and at 64 px (~22 px:
+  LQ 16); a face without a reference is one line and left out; each size is a test set."""
+  (tmp_path / "photos").mkdir()
+  (tmp_path / "refs").mkdir()
+  with Image.open(fixture("astronaut.png")) as im:
+    for name, side in (("big", 128), ("small", 64), ("alone", 64)):
+      small = im.convert("RGB").resize((side, side), Image.LANCZOS)
+      small.save(tmp_path / "photos" / f"{name}.png")
+  for name in ("big", "small"):
+    np.save(tmp_path / "refs" / f"{name}.npy", np.zeros((SMOKE_G.n_latent, SMOKE_G.w_dim)))
+  c = _config(tmp_path / "photos", tmp_path / "refs", tmp_path / "out")
+  photos = wild.find_photos(sorted(str(p) for p in (tmp_path / "photos").iterdir()),
+                            resolution=64, min_face=16, detector=detector)
+  assert [(p.name, [f.lq_size for f in p.faces]) for p in photos] == [
+      ("alone", [16]), ("big", [32]), ("small", [16])]
+  pairing = wild.pair_references(c, photos)
+  assert pairing.problems == (f"{tmp_path / 'photos' / 'alone.png'}: no reference for 1 "
+                              f"face(s) ({tmp_path / 'refs' / 'alone.*'})",)
+  root = tmp_path / "inputs"
+  (root / "lq16").mkdir(parents=True)
+  (root / "lq16" / "gone_face0.png").write_bytes(b"")  # from an earlier run: removed
+  groups = wild.write_groups(photos, pairing.references, {}, str(root))
+  assert [(g.lq_size, g.names) for g in groups] == [(16, ("small_face0",)),
+                                                    (32, ("big_face0",))]
+  assert sorted(p.name for p in (root / "lq16").iterdir()) == ["small_face0.png"]
+  assert read_image(root / "lq32" / "big_face0.png").shape == (32, 32, 3)
+  assert (root / "pairs_lq16.csv").read_text() == (
+      f"lq,reference,expression\nsmall_face0.png,{tmp_path / 'refs' / 'small.npy'},\n")
+
+
 def test_reference_photos_are_aligned_once(tmp_path, detector):
   """The largest face at the generator's side; kept on a rerun (the run's inversion cache is
   keyed by its modification time); a photo without a face is one line."""

@@ -199,7 +199,7 @@ def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
     if len(row) < 2 or not row[1]:
       raise UserError(f"{path}: line {line} needs 'photo,reference[,expression]'")
     key = inputs.stem(row[0])
-    targets = faces.get(key) or ([key] if key in owner else None)
+    targets = faces[key] if key in faces else ([key] if key in owner else None)
     if targets is None:
       problems.append(f"{path}: line {line} names '{row[0]}', which is not a photo (or a "
                       f"PHOTO_faceK) in {config.data.photos}")
