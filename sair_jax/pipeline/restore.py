@@ -71,12 +71,12 @@ def restore_tfds(config) -> dict:
   if lq_size < 1 or resolution % lq_size:
     raise ConfigError(f"config.data.lq_size={lq_size} does not divide the generator's "
                       f"resolution {resolution}")
-  preset = data.get("tfds_preset", "x32")
+  preset = data.tfds_preset
   if preset not in ("x32", "x8"):
     raise ConfigError(f"config.data.tfds_preset={preset!r}: expected x32 or x8")
   options = {"factor": resolution // lq_size} if preset == "x32" else {"lq_size": lq_size}
   src = tfds_source.open_source(data.tfds, os.path.expanduser(data.tfds_dir) or None,
-                                image_key=data.get("tfds_image_key", "") or None)
+                                image_key=data.tfds_image_key or None)
   root = os.path.join(config.output, TFDS_INPUTS)
   outputs.log(f"tfds: {src.name}:{src.split} ({len(src.examples)} example(s), image feature "
               f"'{src.image_key}') -> {root}")
