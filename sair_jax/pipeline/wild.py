@@ -378,35 +378,33 @@ def _face_record(name: str, face: detect.Face, reference, restored: bool) -> dic
           "restored": restored}
 
 
-def restore_photos(config) -> dict:
-  """Restores every face of every photo in ``config.data.photos`` (module docstring).
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything prepared for the runs (steps 1-4)."""
+  photos: list[Photo]
+  pairing: Pairing
+  groups: list[Group]
+  pool: str  # the aligned pool (pool mode), else ''
+  problems: list[str]  # every photo's and reference's lines
 
-  Returns:
-    The manifest: the runs' fields (``finished`` and ``failures`` over every face), the
-    config as given, and ``wild``: ``photos`` (per photo: file, size, output, faces with their
-    LQ size, factor, face size, detector score, centre, reference, restored), ``problems``
-    (every line), ``groups`` (per LQ size: faces, folder) and ``settings``.
-  """
-  t0 = time.perf_counter()
-  check_settings(config)
-  resolution = derived.generator_resolution(config)
+
+def prepare(config, *, resolution: int, detector) -> Plan:
+  """Steps 1-4: finds the faces, pairs and aligns the references, writes the LQ test sets."""
+  min_face = float(config.wild.min_face)
+  root = os.path.join(config.output, INPUTS)
   paths = _list_folder(config.data.photos, "config.data.photos")
   if not paths:
     raise UserError(f"{config.data.photos}: no photos (.png/.jpg) found")
-  from sair_jax.face import landmarks
-  detector = landmarks.default_detector()
-  min_face = float(config.wild.min_face)
-  root = os.path.join(config.output, INPUTS)
-
   photos = find_photos(paths, resolution=resolution, min_face=min_face, detector=detector)
   pairing = pair_references(config, photos)
   problems = [line for p in photos for line in p.problems] + list(pairing.problems)
-  sources = sorted(set(pairing.references.values()))
-  refs_dir = os.path.join(root, "references" if not pairing.pool else "reference_pool")
   if pairing.pool:
-    sources = _list_folder(pairing.pool, "config.data.reference_pool")
-  aligned, bad = align_references(sources, refs_dir, resolution=resolution,
-                                  min_face=min_face, detector=detector)
+    sources, refs_dir = _list_folder(pairing.pool, "config.data.reference_pool"), "reference_pool"
+  else:
+    sources, refs_dir = sorted(set(pairing.references.values())), "references"
+  refs_dir = os.path.join(root, refs_dir)
+  aligned, bad = align_references(sources, refs_dir, resolution=resolution, min_face=min_face,
+                                  detector=detector)
   for path, line in bad.items():
     users = sorted(n for n, r in pairing.references.items() if r == path)
     problems.append(line + (f" (reference of {', '.join(users)})" if users else ""))
@@ -416,49 +414,67 @@ def restore_photos(config) -> dict:
       problems.append(f"{pairing.pool}: no usable reference in the pool")
   else:
     references = {n: aligned[r] for n, r in pairing.references.items() if r in aligned}
-  for line in problems:
-    outputs.log(line)
-
   groups = write_groups(photos, references, pairing.expressions, root)
-  n_faces = sum(len(p.faces) for p in photos)
-  outputs.log(f"{len(photos)} photo(s), {n_faces} face(s) found, "
-              f"{sum(len(g.names) for g in groups)} to restore in {len(groups)} LQ size(s): "
-              + ", ".join(f"{len(g.names)} at {g.lq_size} px" for g in groups))
+  return Plan(photos, pairing, groups, refs_dir if pairing.pool else "", problems)
+
+
+def _record(plan: Plan, pasted: dict, settings: dict) -> dict:
+  """The manifest's ``wild`` section (see :func:`restore_photos`)."""
+  photos = {}
+  for p in plan.photos:  # a photo whose name another one took is left to its problem line
+    photos.setdefault(p.name, {
+        "file": p.path, "size": list(p.size) if p.size else None,
+        "output": os.path.join(PHOTOS_OUT, p.name + ".png") if p.name in pasted else None,
+        "faces": [_face_record(n, f, plan.pairing.references.get(n), n in pasted.get(p.name, ()))
+                  for n, f in zip(p.face_names(), p.faces)],
+        "problems": list(p.problems)})
+  groups = {f"lq{g.lq_size}": {"lq_size": g.lq_size, "faces": list(g.names), "lq": g.lq,
+                               "pairs": g.pairs} for g in plan.groups}
+  return {"photos": photos, "problems": plan.problems, "groups": groups, "settings": settings}
+
+
+def restore_photos(config) -> dict:
+  """Restores every face of every photo in ``config.data.photos`` (module docstring).
+
+  Returns:
+    The manifest: the runs' fields (``finished`` and ``failures`` over every face), the
+    config as given, ``timings`` (the whole flow's seconds, each run's timings), and ``wild``:
+    ``photos`` (per photo: file, size, output, faces with their LQ size, factor, face size,
+    detector score, centre, reference, restored), ``problems`` (every line), ``groups`` (per
+    LQ size: faces, folder, pairs CSV) and ``settings``.
+  """
+  t0 = time.perf_counter()
+  check_settings(config)
+  resolution = derived.generator_resolution(config)
+  from sair_jax.face import landmarks
+  plan = prepare(config, resolution=resolution, detector=landmarks.default_detector())
+  for line in plan.problems:
+    outputs.log(line)
+  n_faces = sum(len(p.faces) for p in plan.photos)
+  outputs.log(f"{len(plan.photos)} photo(s), {n_faces} face(s) found, "
+              f"{sum(len(g.names) for g in plan.groups)} to restore in {len(plan.groups)} "
+              "LQ size(s): " + ", ".join(f"{len(g.names)} at {g.lq_size} px" for g in plan.groups))
   manifests = []
-  for g in groups:
+  for g in plan.groups:
     outputs.log(f"restoring the {len(g.names)} face(s) of LQ size {g.lq_size}")
     manifests.append(run.run(derived.derived_config(
         config, lq=g.lq, lq_size=g.lq_size, pairs=g.pairs, references="",
-        reference_pool=refs_dir if references is None else "", gt="", photos="")))
+        reference_pool=plan.pool, gt="", photos="")))
 
+  w = config.wild
   folder = outputs.RunFolder(config.output)
-  pasted = paste_photos(photos, folder, os.path.join(config.output, PHOTOS_OUT),
-                        upscale=int(config.wild.upscale), region=config.wild.paste_region,
-                        feather=float(config.wild.feather))
+  pasted = paste_photos(plan.photos, folder, os.path.join(config.output, PHOTOS_OUT),
+                        upscale=int(w.upscale), region=w.paste_region, feather=float(w.feather))
   manifest = _merge(manifests or [folder.read_manifest()])
   manifest["config"] = config.to_dict()
   manifest["timings"] = {"total_seconds": round(time.perf_counter() - t0, 3),
                          "groups": {f"lq{g.lq_size}": m.get("timings")
-                                    for g, m in zip(groups, manifests)}}
-  records = {}
-  for p in photos:  # a photo whose name another one took is left to its problem line
-    records.setdefault(p.name, {
-        "file": p.path, "size": list(p.size) if p.size else None,
-        "output": os.path.join(PHOTOS_OUT, p.name + ".png") if p.name in pasted else None,
-        "faces": [_face_record(n, f, pairing.references.get(n), n in pasted.get(p.name, ()))
-                  for n, f in zip(p.face_names(), p.faces)],
-        "problems": list(p.problems)})
-  wild = {
-      "photos": records,
-      "problems": problems,
-      "groups": {f"lq{g.lq_size}": {"lq_size": g.lq_size, "faces": list(g.names),
-                                    "lq": g.lq, "pairs": g.pairs} for g in groups},
-      "settings": {"resolution": resolution, "min_face": min_face,
-                   "upscale": int(config.wild.upscale), "paste_region": config.wild.paste_region,
-                   "feather": float(config.wild.feather)},
-  }
-  manifest = derived.record(config.output, SECTION, wild, manifest)
+                                    for g, m in zip(plan.groups, manifests)}}
+  settings = {"resolution": resolution, "min_face": float(w.min_face),
+              "upscale": int(w.upscale), "paste_region": w.paste_region,
+              "feather": float(w.feather)}
+  manifest = derived.record(config.output, SECTION, _record(plan, pasted, settings), manifest)
   outputs.log(f"wild: {sum(map(len, pasted.values()))} of {n_faces} face(s) restored into "
-              f"{len(pasted)} photo(s), {len(problems)} problem(s) -> "
+              f"{len(pasted)} photo(s), {len(plan.problems)} problem(s) -> "
               f"{os.path.join(config.output, PHOTOS_OUT)}")
   return manifest
