@@ -110,7 +110,7 @@ class References:
     return objective.render(self._spec(), self.nets.params(), jnp.asarray(w[0]), None)[None]
 
   def _spec(self):
-    return objective.spec_from_config(self.config, self.nets, 1, projection=True)
+    return objective.projection_spec(self.config, self.nets, 1)
 
   def _invert(self, images: np.ndarray, method: str) -> np.ndarray:
     g = self.nets.g
@@ -129,14 +129,14 @@ class References:
     factor = self.res // size
     log(f"projecting {len(images)} reference(s) onto the generator "
         f"({cfg.projection.steps} steps; convert e4e for a faster, better start)")
-    spec = objective.spec_from_config(cfg, self.nets, factor, projection=True)
+    spec = objective.projection_spec(cfg, self.nets, factor)
     sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
                         lr=cfg.projection.lr, mesh=self.mesh)
     b = len(images)
     padded = -(-b // sol.n_devices) * sol.n_devices
     x = jnp.asarray(solver.pad_batch(images, padded))
     lq = degradation.bicubic_downsample(x, factor) if factor > 1 else x
-    emb = jax.vmap(lambda im: objective.embed(spec, sol.nets, im))(x)
+    emb = jax.vmap(lambda im: objective.embed(spec, sol.params, im))(x)
     w0 = jnp.broadcast_to(g.w_avg, (padded, g.n_latent, g.w_dim))
     target = objective.make_target(lq, emb, w0, None, None, None, 8)
     state = sol.init(w0, np.arange(padded))

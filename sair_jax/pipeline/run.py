@@ -75,9 +75,9 @@ class Restorer:
     if remat not in self._solvers:
       cfg = self.config.solver
       spec = dataclasses.replace(self.spec, remat=bool(remat))
-      nets = self._solvers[next(iter(self._solvers))].nets if self._solvers else \
+      params = self._solvers[next(iter(self._solvers))].params if self._solvers else \
           self.nets.params()  # already on the devices: shared, not copied
-      self._solvers[remat] = solver.Solver(spec, nets, steps=cfg.steps, lr=cfg.lr,
+      self._solvers[remat] = solver.Solver(spec, params, steps=cfg.steps, lr=cfg.lr,
                                            schedule=cfg.schedule, mesh=self.mesh)
     return self._solvers[remat]
 
@@ -143,7 +143,7 @@ class Restorer:
     """ArcFace features of faces [B, S, S, 3] in [0, 1], resized to the generator's size."""
     res = self.nets.g.resolution
     x = np.stack([resize_square(np.asarray(f), res) for f in faces01])
-    return np.asarray(self.embed(self.solver.nets, jnp.asarray(x)))
+    return np.asarray(self.embed(self.solver.params, jnp.asarray(x)))
 
   def _choose_from_pool(self, loaded) -> None:
     """Pool mode: each LQ's reference is the pool photo ArcFace finds most similar."""
@@ -252,7 +252,7 @@ class Restorer:
     direction = pad(np.stack([r[3] for r in rows]))
     on = pad(np.asarray([r[4] for r in rows], np.float32))
     lq_hist = np.stack([resize_square(x, hs) for x in lq])
-    emb = self.embed(sol.nets, jnp.asarray(ref_img))
+    emb = self.embed(sol.params, jnp.asarray(ref_img))
     seeds = pad(np.asarray([image_seed(cfg, r[0].name) for r in rows], np.uint32))
     target = sol.shard(objective.make_target(lq, emb, w_ref, direction, on, lq_hist, hs))
     state = sol.init(w_ref, seeds)
@@ -285,7 +285,7 @@ class Restorer:
     w_out = w.copy()
     w_out[:n] += gammas[:, None, None] * direction[:n]
     restored = np.asarray(jax.device_get(sol.render(jnp.asarray(w_out), keys)))
-    emb_out = np.asarray(self.embed(sol.nets, jnp.asarray(restored)))
+    emb_out = np.asarray(self.embed(sol.params, jnp.asarray(restored)))
     seconds = time.perf_counter() - t_batch
     steps = int(cfg.solver.steps)
     self.manifest["timings"]["batches"].append(
