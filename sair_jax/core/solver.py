@@ -240,11 +240,3 @@ def optimise(solver: Solver, state: State, target: objective.Target, *, chunk: i
   history = {k: np.concatenate(v, axis=0) for k, v in terms.items()}
   history["total"] = np.concatenate(totals, axis=0)
   return state, history, history["total"]
-
-
-def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
-  """Pads the leading axis to ``size`` by repeating the first entry (results discarded)."""
-  if array.shape[0] == size:
-    return array
-  reps = np.repeat(array[:1], size - array.shape[0], axis=0)
-  return np.concatenate([array, reps], axis=0)
