@@ -455,10 +455,9 @@ def _csv_text(header: list[str], rows: list[list]) -> bytes:
 
 
 def _write_outputs(out_dir: str, records: list[dict], result: dict, table: str) -> None:
-  j = lambda obj: (files.dumps(obj) + "\n").encode()  # noqa: E731
   files.atomic_write(os.path.join(out_dir, "table.md"), table.encode())
-  files.atomic_write(os.path.join(out_dir, "per_image.json"), j(records))
-  files.atomic_write(os.path.join(out_dir, "per_method.json"), j(result))
+  files.write_json(os.path.join(out_dir, "per_image.json"), records)
+  files.write_json(os.path.join(out_dir, "per_method.json"), result)
   cols = ["method", "name", "gt", "output", "resized_from", *PER_IMAGE]
   files.atomic_write(os.path.join(out_dir, "per_image.csv"), _csv_text(cols, [
       [("x".join(map(str, r[c])) if c == "resized_from" and r[c] else r[c]) for c in cols]

@@ -31,6 +31,7 @@ from PIL import Image
 from sair_jax.errors import UserError
 from sair_jax.io import files
 from sair_jax.io.images import write_image
+from sair_jax.pipeline import report as report_lib
 
 SUBDIRS = ("restored", "latents", "strips", "losses", "reports", "references", "cache")
 
@@ -106,7 +107,7 @@ class RunFolder:
     """Writes every file of one image; the restored PNG last (the 'finished' marker)."""
     files.write_npy(self.path("latents", name, ".npy"), latent)
     files.write_json(self.path("losses", name, ".json"), losses)
-    files.write_json(self.path("reports", name, ".json"), report)
+    report_lib.write_report(self.path("reports", name, ".json"), report)
     if reference is not None:
       write_image(self.path("references", name, ".png"), reference)
     height = min(256, restored.shape[0])
