@@ -53,17 +53,15 @@ flags.DEFINE_float("memory_budget_gib", 0.0, "memory per device for --batch auto
 flags.DEFINE_float("peak_tflops", 0.0, "device bf16 peak for the MFU column (0: from a table)")
 
 CONFIG_F_CHANNELS = (512, 512, 512, 512, 512, 256, 128, 64, 32)
-IRESNET50 = {"layers": [3, 4, 14, 3], "widths": [64, 128, 256, 512], "stem_width": 64,
-             "embedding_size": 512, "strides": [2, 2, 2, 2], "bn_eps": 1e-5,
-             "features_eps": 1e-5, "input_size": 112, "feature_map": 7, "depth": 50}
+IRESNET50 = arcface.Arch(layers=(3, 4, 14, 3), widths=(64, 128, 256, 512), strides=(2, 2, 2, 2),
+                         stem_width=64, embedding_size=512, depth=50)
 # Dense bf16 peak TFLOP/s by device kind (vendor datasheets, SXM parts).
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "V100": 125.0}
 ANCHORS = "paper 100 s/image (TITAN Xp); authors' loop on an H100: 24.3 (B=1), 6.6 (B=16)"
 
 
 def make_spec(arch: stylegan2.Arch, upconv: str) -> objective.ObjectiveSpec:
-  meta = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in IRESNET50.items()))
-  common = dict(g_arch=arch, arcface_meta=meta, factor=FLAGS.resolution // FLAGS.lq_size,
+  common = dict(g_arch=arch, arcface_arch=IRESNET50, factor=FLAGS.resolution // FLAGS.lq_size,
                 compute_dtype=FLAGS.dtype, remat=FLAGS.remat, upconv=upconv,
                 histogram_size=min(256, FLAGS.resolution))
   hist = (("histogram", 0.05),) if FLAGS.histogram else ()

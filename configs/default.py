@@ -154,6 +154,11 @@ def get_config(objective: str = "paper"):
   c.report.min_fidelity_psnr = 20.0  # x32 noise alone caps this near 25-30 dB
   c.report.max_judge_distance = 0.6
 
-  c.distributed = False  # jax.distributed.initialize(); each host restores its slice
+  # Multi-host: jax.distributed.initialize(); each process restores every n-th image and
+  # writes manifest-host<i>.json. Empty / -1: found by JAX from the cluster (SLURM, MPI, TPU).
+  c.distributed = False
+  c.coordinator_address = ""  # e.g. "10.0.0.1:1234" (process 0's host)
+  c.num_processes = 0
+  c.process_id = -1
   c.untrained = False  # smoke preset: random networks, no checkpoints
   return apply_objective(c)

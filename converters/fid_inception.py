@@ -66,13 +66,14 @@ def convert(obj: Any, source: str) -> tuple[dict, dict]:
                   "var": table.take(f"{path}.bn.running_var", (cout,))}
     widths.append([path, int(cout)])
   table.finish()
-  mismatch = checkpoint.shape_mismatch(params, fid.param_shapes({"widths": widths}))
-  if mismatch:  # a conv's input width does not match what the previous layers produce
-    raise ConversionError(f"{source}: channel widths do not chain through the network "
-                          f"({mismatch})")
   last = ("branch1x1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_3a", "branch3x3dbl_3b",
           "branch_pool")  # the branches Mixed_7c concatenates into pool3
   pool3 = sum(w for k, w in widths if k in {f"Mixed_7c.{b}" for b in last})
+  arch = fid.Arch.from_meta({"widths": widths, "pool3_dim": pool3})
+  mismatch = checkpoint.shape_mismatch(params, fid.param_shapes(arch))
+  if mismatch:  # a conv's input width does not match what the previous layers produce
+    raise ConversionError(f"{source}: channel widths do not chain through the network "
+                          f"({mismatch})")
   meta = {"widths": widths, "pool3_dim": pool3, "bn_eps": inception.BN_EPS,
           "input_size": inception.INPUT_SIZE, "source": os.path.basename(source)}
   return params, meta

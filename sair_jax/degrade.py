@@ -27,7 +27,6 @@ run with a one-line error naming the file and a non-zero exit status.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -43,7 +42,7 @@ from PIL import Image
 
 from sair_jax import __version__
 from sair_jax.core import degradation
-from sair_jax.io import images
+from sair_jax.io import files, images
 from sair_jax.errors import UserError
 
 PRESETS = ("x32", "x8")
@@ -215,8 +214,7 @@ def run() -> int:
     out = os.path.join(FLAGS.dst, stem + ".png")
     record["output"] = stem + ".png"
     images.write_image(out, lq)
-    images.atomic_write(os.path.join(FLAGS.dst, stem + ".json"),
-                          (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    files.write_json(os.path.join(FLAGS.dst, stem + ".json"), record)
   return len(names)
 
 

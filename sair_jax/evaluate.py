@@ -53,7 +53,8 @@ import numpy as np
 from PIL import Image
 
 from sair_jax import gallery as gallery_lib
-from sair_jax.io import images
+from sair_jax.core import batching
+from sair_jax.io import files, images
 from sair_jax.pipeline import report as report_lib
 from sair_jax.metrics import image as image_metrics
 from sair_jax.metrics import stats
@@ -186,11 +187,6 @@ def _batches(names: Sequence[str], size_of: Callable[[str], tuple[int, int]],
       yield group[i:i + batch]
 
 
-def _pad(x: np.ndarray, n: int) -> np.ndarray:
-  """Pads a batch [b, ...] to [n, ...] by repeating its last item (one compiled shape)."""
-  return x if x.shape[0] == n else np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], 0)])
-
-
 # --------------------------------------------------------------------------------- evaluation
 
 
@@ -234,7 +230,7 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
   def gt_identity(names: list[str], images: np.ndarray) -> np.ndarray:
     missing = [i for i, n in enumerate(names) if ("arc", n) not in gt_cache]
     if missing:
-      emb = np.asarray(models.arcface.embed_faces(jnp.asarray(_pad(images, batch)),
+      emb = np.asarray(models.arcface.embed_faces(jnp.asarray(batching.pad_batch(images, batch)),
                                                   variant=arcface_variant))
       for i in missing:
         gt_cache[("arc", names[i])] = emb[i]
@@ -246,7 +242,7 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
     feats = []
     for chunk in _batches(sorted(gt), gt_sizes.get, batch):
       pixels = np.stack([images.read_image(gt[n]) for n in chunk])
-      feats.append(np.asarray(models.fid.features(_pad(pixels, batch)))[:len(chunk)])
+      feats.append(np.asarray(models.fid.features(batching.pad_batch(pixels, batch)))[:len(chunk)])
     gt_features = np.concatenate(feats)
 
   records: list[dict] = []
@@ -267,16 +263,16 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
         outs.append(resize_to(img, size))
       outs = np.stack(outs)
       b = len(chunk)
-      p_gts, p_outs = _pad(gts, batch), _pad(outs, batch)
+      p_gts, p_outs = batching.pad_batch(gts, batch), batching.pad_batch(outs, batch)
       values = {"psnr": np.asarray(image_metrics.psnr(p_outs, p_gts))[:b],
                 "ssim": np.asarray(image_metrics.ssim(p_outs, p_gts))[:b]}
       if models.lpips is not None:
         values["lpips"] = np.asarray(models.lpips.distance(p_outs, p_gts))[:b]
       if models.arcface is not None:
-        from sair_jax.metrics.identity import cosine
+        from sair_jax.core.losses import cosine_similarity
         e_out = np.asarray(models.arcface.embed_faces(jnp.asarray(p_outs),
                                                       variant=arcface_variant))[:b]
-        values["identity"] = np.asarray(cosine(e_out, gt_identity(chunk, gts)))
+        values["identity"] = np.asarray(cosine_similarity(e_out, gt_identity(chunk, gts)))
       if models.judge is not None:
         dist = []
         for i, n in enumerate(chunk):
@@ -304,7 +300,7 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
   if reports_dir:
     try:
       reports = report_lib.read_reports(reports_dir)
-    except (OSError, ValueError) as e:
+    except (OSError, files.UnreadableFileError) as e:
       raise EvaluationError(str(e).splitlines()[0]) from None
     report_summary = report_lib.summarise(list(reports.values()))
 
@@ -459,12 +455,11 @@ def _csv_text(header: list[str], rows: list[list]) -> bytes:
 
 
 def _write_outputs(out_dir: str, records: list[dict], result: dict, table: str) -> None:
-  j = lambda obj: (report_lib.dumps(obj) + "\n").encode()  # noqa: E731
-  images.atomic_write(os.path.join(out_dir, "table.md"), table.encode())
-  images.atomic_write(os.path.join(out_dir, "per_image.json"), j(records))
-  images.atomic_write(os.path.join(out_dir, "per_method.json"), j(result))
+  files.atomic_write(os.path.join(out_dir, "table.md"), table.encode())
+  files.write_json(os.path.join(out_dir, "per_image.json"), records)
+  files.write_json(os.path.join(out_dir, "per_method.json"), result)
   cols = ["method", "name", "gt", "output", "resized_from", *PER_IMAGE]
-  images.atomic_write(os.path.join(out_dir, "per_image.csv"), _csv_text(cols, [
+  files.atomic_write(os.path.join(out_dir, "per_image.csv"), _csv_text(cols, [
       [("x".join(map(str, r[c])) if c == "resized_from" and r[c] else r[c]) for c in cols]
       for r in records]))
   head = ["method", "n", "missing_outputs", "extra_outputs", "resized"]
@@ -482,7 +477,7 @@ def _write_outputs(out_dir: str, records: list[dict], result: dict, table: str) 
       else:
         row += [status, status, status] if status else [e["mean"], e["lo"], e["hi"]]
     rows.append(row)
-  images.atomic_write(os.path.join(out_dir, "per_method.csv"), _csv_text(head, rows))
+  files.atomic_write(os.path.join(out_dir, "per_method.csv"), _csv_text(head, rows))
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -28,7 +28,7 @@ import sys
 import urllib.parse
 from typing import Any, Mapping, Sequence
 
-from sair_jax.io import images
+from sair_jax.io import files, images
 from sair_jax.errors import UserError
 
 # Metrics for which larger is better (worst-first sorting is ascending for these).
@@ -248,7 +248,7 @@ def write_gallery(path: str | os.PathLike, rows: Sequence[Row], columns: Sequenc
   html_dir = os.path.dirname(os.path.abspath(path))
   page = render(rows, columns, html_dir=html_dir, title=title, thumbnail=thumbnail,
                 header=header)
-  images.atomic_write(path, page.encode("utf-8"))
+  files.atomic_write(path, page.encode("utf-8"))
 
 
 def report_values(report: Mapping) -> dict[str, Any]:
@@ -290,7 +290,7 @@ def run_rows(run_dir: str | os.PathLike | None = None, *, lq_dir: str | None = N
   indexed = {label: index_images(d) for label, d in sources if d is not None}
   try:
     reports = report_lib.read_reports(reports_dir) if reports_dir else {}
-  except (OSError, ValueError) as e:
+  except (OSError, files.UnreadableFileError) as e:
     raise GalleryError(str(e)) from None
   names = sorted(set(reports) | set(indexed.get("restored", {})))
   if not names:

@@ -2,8 +2,12 @@
 
     python -m sair_jax.main --config=configs/x32.py [--config.data.lq=DIR ...]
 
-Everything happens in :func:`sair_jax.pipeline.run.run`; this file only parses flags and turns
-expected problems (missing checkpoints, bad folders) into a short message and exit status 1.
+Everything happens in :func:`sair_jax.pipeline.restore.restore` (a test set, ordinary photos, a
+TFDS dataset or the smoke preset's known-answer problem, each through
+:func:`sair_jax.pipeline.run.run`); this file parses flags and turns the
+errors a user can fix (:class:`sair_jax.errors.UserError`: a missing checkpoint, a bad folder, a
+bad config) into one line and exit status 1. Any other exception is a bug and keeps its
+traceback. Exit status 2: the run finished but some images failed (listed in the manifest).
 """
 
 import sys
@@ -11,9 +15,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sair_jax.errors import ConfigError, UserError
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "an ml_collections config file "
                                           "(configs/x32.py, x8.py, official.py, smoke.py)",
                                           lock_config=False)
+USAGE = "usage: python -m sair_jax.main --config=configs/x32.py [--config.FIELD=VALUE ...]"
 
 
 def load_config(flag):
@@ -24,6 +31,14 @@ def load_config(flag):
   win. ``flag`` is ``flags.FLAGS["config"]`` after parsing.
   """
   config = flag.value
+  if config is None:
+    raise ConfigError(f"no --config given\n{USAGE}")
+  try:
+    config.keys()  # ml_collections reports a missing or broken file when the config is read
+  except (OSError, ImportError, SyntaxError) as e:
+    detail = str(e.__cause__ or e).strip().splitlines()
+    detail = [line.strip() for line in detail if line.strip()][-1]
+    raise ConfigError(f"--config: cannot load the config file ({detail})\n{USAGE}") from None
   overrides = config_flags.get_override_values(flag)
   if "objective" in overrides:
     from configs import default
@@ -31,25 +46,32 @@ def load_config(flag):
   return config
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with a bad ``--config`` file or field as a one-line usage error."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+  except (AttributeError, KeyError) as e:  # ml_collections: an override names no config field
+    message = f"--config: unknown config field {str(e).strip(chr(34))}"
+  except (OSError, ImportError, SyntaxError) as e:  # the config file itself
+    message = f"--config: cannot load the config file ({str(e).splitlines()[0]})"
+  print(f"error: {message}\n{USAGE}", file=sys.stderr)
+  sys.exit(1)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  from sair_jax.io.torch_reader import CheckpointFormatError
-  from sair_jax.pipeline import restore, run
-  from sair_jax.io.checkpoint import CheckpointError
-  from sair_jax.face.directions import DirectionsError
-  from sair_jax.pipeline.networks import MissingCheckpoints
+  from sair_jax.pipeline import restore
   try:
     manifest = restore.restore(load_config(flags.FLAGS["config"]))
-  except (MissingCheckpoints, CheckpointError, CheckpointFormatError, DirectionsError,
-          run.RunError, FileNotFoundError, ValueError) as e:
+  except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   sys.exit(0 if manifest["finished"] or not manifest["failures"] else 2)
 
 
 if __name__ == "__main__":
-  config_flags.mark_flags_as_required(["config"]) if hasattr(config_flags,
-                                                             "mark_flags_as_required") else None
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -35,13 +35,13 @@ def converted(tmp_path_factory):
 
 def test_golden_through_checkpoint(converted, golden):
   A = arcface.load(converted)
-  assert A.meta["layers"] == [int(n) for n in golden["layers"]]
+  assert A.arch.layers == tuple(int(n) for n in golden["layers"])
   assert A.embedding_size == int(golden["num_features"])
   x = golden["x"].transpose(0, 2, 3, 1)  # NCHW -> NHWC, [B, 112, 112, 3] in [-1, 1]
   feats = np.asarray(A.embed(x))  # [B, D]
   assert feats.shape == golden["feat"].shape
   assert rel_err(feats, golden["feat"]) <= 1e-4
-  pure = jax.jit(lambda p, x: arcface.apply(p, A.meta, x))(A.params, x)
+  pure = jax.jit(lambda p, x: arcface.apply(p, A.arch, x))(A.params, x)
   assert rel_err(pure, golden["feat"]) <= 1e-4
   # The [0, 1] helper: at 112 px the standard preprocessing is exactly (x - 0.5) / 0.5.
   via_faces = A.embed_faces((x + 1.0) / 2.0, variant="standard")
@@ -65,9 +65,12 @@ def test_full_size_layout():
   params, meta = converter.convert(random_state_dict(layout, seed=0), "iresnet50.pth")
   assert (meta["depth"], meta["layers"], meta["embedding_size"], meta["input_size"]) == (
       50, [3, 4, 14, 3], 512, 112)
-  checkpoint.check_shapes("iresnet50", params, arcface.param_shapes(meta))
+  arch = arcface.Arch.from_meta(meta)
+  assert arch.to_meta() == {k: v for k, v in meta.items() if k != "source"}
+  assert hash(arch) == hash(arcface.Arch.from_meta(arch.to_meta()))  # a static, hashable record
+  checkpoint.check_shapes("iresnet50", params, arcface.param_shapes(arch))
   x = np.random.default_rng(1).uniform(-1, 1, (1, 112, 112, 3)).astype(np.float32)
-  feats = np.asarray(jax.jit(lambda p, x: arcface.apply(p, meta, x))(params, x))
+  feats = np.asarray(jax.jit(lambda p, x: arcface.apply(p, arch, x))(params, x))
   assert feats.shape == (1, 512)
   assert np.isfinite(feats).all() and np.abs(feats).max() > 0
 
@@ -146,3 +149,15 @@ def test_preprocessing_normalisation(variant, mean, std):
     np.testing.assert_allclose(out, np.broadcast_to((value - mean) / std, out.shape), atol=1e-5)
   with pytest.raises(ValueError, match="variant"):
     arcface.preprocess(faces, "other")
+
+
+def test_load_names_a_missing_meta_field(converted, tmp_path):
+  import shutil
+  dst = tmp_path / "incomplete"
+  shutil.copytree(converted, dst)
+  meta = json.loads((dst / "meta.json").read_text())
+  del meta["widths"]
+  (dst / "meta.json").write_text(json.dumps(meta))
+  with pytest.raises(checkpoint.CheckpointError, match=r"incomplete: meta.json .*'widths'") as e:
+    arcface.load(dst)
+  assert "\n" not in str(e.value)

@@ -3,7 +3,6 @@
 import json
 
 import jax
-import numpy as np
 import pytest
 
 from sair_jax.core import batching
@@ -139,6 +138,8 @@ def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
   assert all(b <= 2 for _, b in sizes)
   saved = json.loads((tmp_path / "out" / "manifest.json").read_text())
   assert saved["batch_plan"]["size"] == 2
+  p = saved["progress"]  # images done / total, s/image and ETA, after every batch
+  assert (p["done"], p["total"], p["eta_seconds"]) == (3, 3, 0) and p["seconds_per_image"] > 0
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, capsys):

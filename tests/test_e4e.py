@@ -78,9 +78,11 @@ def test_full_size_layout():
   params, meta = converter.convert(obj, "e4e_ffhq_encode.pt")
   assert (len(meta["blocks"]), meta["n_styles"], meta["w_dim"], meta["coarse"], meta["middle"],
           meta["input_size"]) == (24, 18, 512, 3, 7, 256)
-  checkpoint.check_shapes("e4e_ffhq_encode", params, e4e.param_shapes(meta))
+  arch = e4e.Arch.from_meta(meta)
+  assert arch.to_meta() == {k: v for k, v in meta.items() if k != "source"}
+  checkpoint.check_shapes("e4e_ffhq_encode", params, e4e.param_shapes(arch))
   x = rng.uniform(-1, 1, (1, 256, 256, 3)).astype(np.float32)
-  codes = np.asarray(jax.jit(lambda p, x: e4e.apply(p, meta, x))(params, x))
+  codes = np.asarray(jax.jit(lambda p, x: e4e.apply(p, arch, x))(params, x))
   assert codes.shape == (1, 18, 512)
   assert np.isfinite(codes).all()
   # Every style got its own delta (the codes are not w0 repeated).

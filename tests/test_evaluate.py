@@ -17,6 +17,7 @@ import pytest
 from conftest import fixture
 from converters import arcface as arcface_converter
 from converters import lpips as lpips_converter
+from configs import default
 from sair_jax import evaluate
 from sair_jax.core import degradation
 from sair_jax.io import images
@@ -54,7 +55,8 @@ def dataset(tmp_path_factory):
   for i, sim in ((0, 0.9), (1, 0.1)):
     r = report.image_report(restored01=images.read_image(root / "gt" / f"f{i}.png"),
                             lq01=images.read_image(root / "lq" / f"f{i}.png"),
-                            degrade_fn=down, identity_sim=sim, name=f"f{i}")
+                            degrade_fn=down, identity_sim=sim, name=f"f{i}",
+                            thresholds=dict(default.get_config().report))
     report.write_report(root / "reports" / f"f{i}.json", r)
   lpips_converter.convert_files(str(fixture("lpips_alexnet_features.pth")),
                                 str(fixture("lpips_alex_lin.pth")), str(root / "lpips"))

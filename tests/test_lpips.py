@@ -67,7 +67,7 @@ def test_unit_range_entry_point_and_pure_function_agree(model, golden):
 
 
 def test_per_layer_terms_sum_to_the_distance(model, golden):
-  terms = np.asarray(lpips.apply(model.params, model.meta, golden["x0"], golden["x1"],
+  terms = np.asarray(lpips.apply(model.params, model.arch, golden["x0"], golden["x1"],
                                  per_layer=True))
   assert terms.shape == (5, 3) and (terms >= 0).all()
   np.testing.assert_allclose(terms.sum(0), golden["dist"], rtol=TOL)

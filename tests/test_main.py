@@ -365,3 +365,18 @@ def test_inferred_expressions_drive_the_expression_term(tmp_path, smoke_data):
              f"--config.checkpoints.expression={tmp_path / 'absent'}",
              f"--config.checkpoints.directions={tmp_path / 'dirs.npz'}")
   assert r.returncode == 1 and "python -m converters.expression" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "no --config given"),
+    (["--config=configs/nope.py"], "cannot load the config file ([Errno 2]"),
+    (["--config=configs/x32.py", "--config.solver.nope=1"], "unknown config field"),
+    (["--config=configs/x32.py", "--config.solver.steps=many"], "--config.solver.steps=many"),
+])
+def test_config_problems_are_one_line_usage_errors(args, message):
+  cmd = [sys.executable, "-m", "sair_jax.main", *args]
+  r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 1 and "Traceback" not in r.stderr
+  first, usage = r.stderr.strip().splitlines()
+  assert first.startswith("error: ") and message in first
+  assert usage.startswith("usage: python -m sair_jax.main --config=")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import fixture, shared
+from sair_jax.core import losses
 from sair_jax.face import landmarks
 from sair_jax.io.images import read_image
 from sair_jax.metrics import identity, image, stats
@@ -129,7 +130,7 @@ def test_bootstrap_leaves_out_missing_values(values, n, mean):
 def test_cosine():
   a = np.asarray([[1.0, 0.0], [1.0, 1.0], [2.0, 0.0]], np.float32)
   b = np.asarray([[0.0, 3.0], [2.0, 2.0], [-1.0, 0.0]], np.float32)
-  np.testing.assert_allclose(np.asarray(identity.cosine(a, b)), [0.0, 1.0, -1.0], atol=1e-6)
+  np.testing.assert_allclose(np.asarray(losses.cosine_similarity(a, b)), [0.0, 1.0, -1.0], atol=1e-6)
 
 
 def test_arcface_similarity_on_the_fixture_network(tmp_path):

@@ -21,7 +21,7 @@ def test_select_by_embedding_finds_the_planted_match(k):
   np.testing.assert_array_equal(sel.index[:, 0], truth)
   assert np.all(sel.similarity[:, 0] > 0.99)  # cosine: the query's scale does not matter
   assert np.all(np.diff(sel.similarity, axis=1) <= 0)  # most similar first
-  sims = np.asarray(reference_pool.cosine_similarity(query, pool))
+  sims = np.asarray(reference_pool.pairwise_similarity(query, pool))
   np.testing.assert_allclose(sel.similarity, np.take_along_axis(sims, sel.index, 1), atol=1e-6)
 
 

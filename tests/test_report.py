@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from configs import default
 from sair_jax import gallery
 from sair_jax.core import degradation
-from sair_jax.io import images
+from sair_jax.io import files, images
 from sair_jax.pipeline import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +29,7 @@ def down4(x):
   return degradation.bicubic_downsample(x, 4)  # [1, H, W, 3] -> [1, H/4, W/4, 3]
 
 
+THRESHOLDS = dict(default.get_config().report)  # the one place thresholds are set
 RESTORED = smooth(64, 64)
 LQ = np.asarray(down4(RESTORED[None]))[0]  # a perfectly consistent restoration
 
@@ -35,7 +37,7 @@ LQ = np.asarray(down4(RESTORED[None]))[0]  # a perfectly consistent restoration
 def make(**kw):
   args = dict(restored01=RESTORED, lq01=LQ, degrade_fn=down4, identity_sim=0.7,
               judge_distance=0.3, expression_seen="happy", expression_requested="happy",
-              final_losses={"l_d": 0.001, "l_id": 0.2}, thresholds=None)
+              final_losses={"l_d": 0.001, "l_id": 0.2}, thresholds=THRESHOLDS)
   args.update(kw)
   return report.image_report(**args)
 
@@ -45,7 +47,8 @@ def test_a_good_restoration_has_no_flags():
   assert r["flags"] == [] and r["name"] == "face0"
   assert math.isinf(r["fidelity_psnr"])  # D(restored) equals the LQ exactly
   assert r["identity_sim"] == 0.7 and r["judge_distance"] == 0.3
-  assert r["thresholds"] == report.DEFAULT_THRESHOLDS
+  assert r["thresholds"] == THRESHOLDS
+  assert THRESHOLDS == {"min_identity": 0.3, "min_fidelity_psnr": 20.0, "max_judge_distance": 0.6}
   assert r["restored_size"] == [64, 64] and r["lq_size"] == [16, 16]
 
 
@@ -61,8 +64,9 @@ def test_a_good_restoration_has_no_flags():
     ({"identity_sim": 0.1, "judge_distance": 0.9, "expression_requested": "angry"},
      ["low_identity", "judge_mismatch", "expression_mismatch"]),
     ({"identity_sim": None, "judge_distance": None, "expression_seen": None}, []),
-    ({"identity_sim": 0.1, "thresholds": {"min_identity": None}}, []),  # check disabled
-    ({"identity_sim": 0.5, "thresholds": {"min_identity": 0.6}}, ["low_identity"]),
+    ({"identity_sim": 0.1, "thresholds": {**THRESHOLDS, "min_identity": None}}, []),  # off
+    ({"identity_sim": 0.5, "thresholds": {**THRESHOLDS, "min_identity": 0.6}},
+     ["low_identity"]),
 ])
 def test_flags(kw, flags):
   assert make(**kw)["flags"] == flags
@@ -88,7 +92,7 @@ def test_json_round_trip_keeps_non_finite_values(tmp_path):
   (tmp_path / "c.json").write_text(json.dumps({"fidelity_psnr": float("inf"), "flags": []}))
   assert math.isinf(report.read_reports(tmp_path)["c"]["fidelity_psnr"])
   (tmp_path / "b.json").write_text("{broken")
-  with pytest.raises(ValueError, match="b.json"):
+  with pytest.raises(files.UnreadableFileError, match="b.json"):
     report.read_report(tmp_path / "b.json")
 
 
@@ -105,7 +109,7 @@ def test_summarise_counts_flags_and_averages():
   assert s["counts"]["identity_sim"] == 3
   assert s["means"]["final_losses"]["l_d"] == pytest.approx(0.001)  # NaN left out
   assert s["expressions"] == {"happy": {"happy": 3, "sad": 1}}
-  json.loads(report.dumps(s))  # strict JSON
+  json.loads(files.dumps(s))  # strict JSON
 
 
 # ------------------------------------------------------------------------------ run gallery

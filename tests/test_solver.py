@@ -22,7 +22,7 @@ def setup():
   sol = solver.Solver(spec, nets.params(), steps=6, lr=0.05)
   gt = sol.render(w_true)
   lq = jax.vmap(lambda x: jax.image.resize(x, (16, 16, 3), "linear"))(gt)
-  emb = jax.vmap(lambda x: objective.embed(spec, sol.nets, x))(gt)
+  emb = jax.vmap(lambda x: objective.embed(spec, sol.params, x))(gt)
   hs = spec.histogram_size
   target = objective.make_target(lq, emb, w_ref, lq_hist=jnp.zeros((3, hs, hs, 3)), hist_size=hs)
   return sol, target, w_ref

@@ -21,6 +21,7 @@ import os
 from typing import Callable, Iterable
 
 import jax
+import numpy as np
 
 GIB = 2**30
 SAFETY = 0.9  # use at most this fraction of the budget (allocator fragmentation, small programs)
@@ -30,6 +31,20 @@ REMAT_GAIN = 2  # rematerialise only when it lets a batch this many times larger
 def round_up(n: int, multiple: int) -> int:
   """The smallest multiple of ``multiple`` that is >= ``n`` (and >= ``multiple``)."""
   return max(multiple, -(-n // multiple) * multiple)
+
+
+def pad_batch(array, size: int) -> np.ndarray:
+  """Pads the leading axis of ``array`` to ``size`` by repeating its first entry.
+
+  The one padding helper: every batch whose size a compiled program fixes (the solver, the
+  evaluation networks) is padded with it and its padded results are discarded.
+  """
+  array = np.asarray(array)
+  if array.shape[0] == size:
+    return array
+  if array.shape[0] > size or array.shape[0] == 0:
+    raise ValueError(f"cannot pad a batch of {array.shape[0]} to {size}")
+  return np.concatenate([array, np.repeat(array[:1], size - array.shape[0], axis=0)], axis=0)
 
 
 def bucket(n: int, n_devices: int = 1) -> int:

@@ -23,8 +23,14 @@ Array = jax.Array
 _EPS = 1e-8
 
 
-def _cosine(a: Array, b: Array) -> Array:
-  """Cosine similarity along the last axis (broadcasting), with a tiny ε in the norms."""
+def cosine_similarity(a: Array, b: Array) -> Array:
+  """Cosine similarity along the last axis (broadcasting), with a tiny ε in the norms.
+
+  The project's one cosine: the identity loss, the identity metric, the run's reports and the
+  reference pool's ranking (``a[:, None]`` against ``b[None]`` for all pairs) use it.
+  """
+  a = jnp.asarray(a, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
   num = jnp.sum(a * b, axis=-1)
   den = jnp.sqrt(jnp.sum(a * a, axis=-1) * jnp.sum(b * b, axis=-1) + _EPS**2)
   return num / den
@@ -64,7 +70,7 @@ def fidelity_loss(y: Array, degraded: Array, clamp_min: Optional[float] = None,
 @jax.jit
 def identity_loss(emb_ref: Array, emb_gen: Array) -> Array:
   """1 − cos(T(Z), T(G(w))) from raw (un-normalised) embeddings: [..., E] -> [...]."""
-  return 1.0 - _cosine(emb_ref, emb_gen)
+  return 1.0 - cosine_similarity(emb_ref, emb_gen)
 
 
 @jax.jit
@@ -115,7 +121,7 @@ def expression_loss(w: Array, direction: Array, gamma: float = 0.0) -> Array:
   direction = jnp.broadcast_to(direction, w.shape)
   moved = w + gamma * direction
   flat = lambda t: t.reshape(t.shape[:-2] + (-1,))
-  return 1.0 - _cosine(flat(moved), flat(direction))
+  return 1.0 - cosine_similarity(flat(moved), flat(direction))
 
 
 @jax.jit
@@ -126,7 +132,7 @@ def expression_loss_rows(w: Array, direction: Array, gamma: float = 0.0) -> Arra
   itself uses γ = 0 here (γ only moves its saved image).
   """
   direction = jnp.broadcast_to(direction, w.shape)
-  return 1.0 - jnp.mean(jnp.abs(_cosine(w + gamma * direction, direction)), axis=-1)
+  return 1.0 - jnp.mean(jnp.abs(cosine_similarity(w + gamma * direction, direction)), axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------

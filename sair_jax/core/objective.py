@@ -1,11 +1,12 @@
 """The SAIR objective for ONE image (paper Eq. 8, or the authors' script), as a pure function.
 
 :func:`make_objective` closes over the *static* choices (weights, preset switches, degradation,
-network architectures) and returns ``loss(w, nets, target, key) -> (total, terms)`` where
+network architectures) and returns ``loss(w, params, target, key) -> (total, terms)`` where
 
 * ``w`` [L, D] is the image's W+ code,
-* ``nets`` is the pytree of frozen network parameters (an argument, never a closed-over
-  constant, so XLA does not constant-fold hundreds of MB of weights),
+* ``params`` is the pytree of frozen network parameters ``{'g_params', 'g_buffers',
+  'arcface'}`` (an argument, never a closed-over constant, so XLA does not constant-fold
+  hundreds of MB of weights),
 * ``target`` is this image's data (:class:`Target`),
 * ``key`` is a PRNG key (fresh generator noise per step in the ``official`` preset).
 
@@ -44,7 +45,7 @@ class Target:
 class ObjectiveSpec:
   """The static part of the objective (hashable; read from the config by the solver)."""
   g_arch: stylegan2.Arch
-  arcface_meta: tuple  # sorted items of the ArcFace meta dict (hashable)
+  arcface_arch: arcface.Arch
   factor: int  # generator resolution / LQ resolution
   weights: tuple  # ((term, weight), ...) for the terms in TERMS
   fidelity_norm: str = "mean"  # L_d reduction: 'mean' (authors' script) | 'sum' (Eq. 3's ||·||²)
@@ -93,23 +94,22 @@ def to_unit_range(x: jax.Array, mode: str) -> jax.Array:
   raise ValueError(f"unknown output mode {mode!r} (expected 'clip' or 'minmax')")
 
 
-def render(spec: ObjectiveSpec, nets: Any, w: jax.Array, key: jax.Array | None) -> jax.Array:
+def render(spec: ObjectiveSpec, params: Any, w: jax.Array, key: jax.Array | None) -> jax.Array:
   """G(w) in [0, 1] for one W+ code: [L, D] -> [H, W, 3]."""
   noise = spec.noise
   if noise == "random" and key is None:
     noise = "const"
-  img = stylegan2.synthesis_fn(nets["g_params"], nets["g_buffers"], spec.g_arch, w[None],
+  img = stylegan2.synthesis_fn(params["g_params"], params["g_buffers"], spec.g_arch, w[None],
                                noise=noise, rng=key, dtype=jnp.dtype(spec.compute_dtype),
                                remat=spec.remat, upconv=spec.upconv)
   return to_unit_range(img[0], spec.output)
 
 
-def embed(spec: ObjectiveSpec, nets: Any, image01: jax.Array) -> jax.Array:
+def embed(spec: ObjectiveSpec, params: Any, image01: jax.Array) -> jax.Array:
   """ArcFace features of one image in [0, 1]: [H, W, 3] -> [E]."""
-  meta = dict(spec.arcface_meta)
-  size = int(meta["input_size"])
-  x = arcface.preprocess(image01[None], spec.identity_variant, size)
-  return arcface.apply(nets["arcface"], meta, x)[0]
+  arch = spec.arcface_arch
+  x = arcface.preprocess(image01[None], spec.identity_variant, arch.input_size)
+  return arcface.apply(params["arcface"], arch, x)[0]
 
 
 def resize_square(x: jax.Array, size: int) -> jax.Array:
@@ -120,18 +120,18 @@ def resize_square(x: jax.Array, size: int) -> jax.Array:
 
 
 def make_objective(spec: ObjectiveSpec) -> Callable:
-  """Returns ``loss(w, nets, target, key) -> (total [], terms {name: []})`` for one image."""
+  """Returns ``loss(w, params, target, key) -> (total [], terms {name: []})`` for one image."""
   dparams = spec.degradation
 
-  def loss(w, nets, target: Target, key):
-    x01 = render(spec, nets, w, key)  # [H, W, 3]
+  def loss(w, params, target: Target, key):
+    x01 = render(spec, params, w, key)  # [H, W, 3]
     terms = {}
     if spec.weight("fidelity"):
       degraded = degradation.degrade(x01[None], dparams)[0]  # [h, w, 3]
       terms["fidelity"] = losses.fidelity_loss(target.lq, degraded, spec.fidelity_clamp,
                                                spec.fidelity_norm)
     if spec.weight("identity"):
-      terms["identity"] = losses.identity_loss(target.ref_embedding, embed(spec, nets, x01))
+      terms["identity"] = losses.identity_loss(target.ref_embedding, embed(spec, params, x01))
     if spec.weight("prior"):
       terms["prior"] = losses.latent_prior_loss(w, target.w_ref)
     if spec.weight("cross"):
@@ -173,7 +173,7 @@ def target_shapes(spec: ObjectiveSpec, batch: int) -> Target:
   """The shapes of the :class:`Target` a run builds for ``batch`` images (ShapeDtypeStructs)."""
   arch = spec.g_arch
   side = arch.resolution // spec.factor
-  emb = int(dict(spec.arcface_meta)["embedding_size"])
+  emb = spec.arcface_arch.embedding_size
   s = spec.histogram_size
   f32 = lambda *shape: jax.ShapeDtypeStruct((batch,) + shape, jnp.float32)
   return Target(lq=f32(side, side, 3), ref_embedding=f32(emb),
@@ -181,28 +181,41 @@ def target_shapes(spec: ObjectiveSpec, batch: int) -> Target:
                 expression_on=f32(), mask=f32(s, s), lq_hist=f32(s, s, 3), histogram_on=f32())
 
 
-def spec_from_config(config, nets, factor: int, *, projection: bool = False) -> ObjectiveSpec:
-  """The static objective a run config describes (or the reference-projection objective).
+def _common(config, nets, factor: int) -> dict:
+  """The fields every objective of a run shares: architectures, factor, output, numerics."""
+  sol = config.solver
+  return dict(g_arch=nets.g.arch, arcface_arch=nets.arcface.arch, factor=factor,
+              output=sol.output, identity_variant=sol.identity_variant,
+              compute_dtype=backend_defaults.resolve("compute_dtype", sol.compute_dtype),
+              remat=bool(sol.remat), upconv=backend_defaults.resolve("upconv", sol.upconv))
 
-  ``nets`` is a :class:`sair_jax.pipeline.networks.Networks`; ``factor`` the LQ downsampling factor.
+
+def spec_from_config(config, nets, factor: int) -> ObjectiveSpec:
+  """The static restoration objective a run config describes.
+
+  ``nets`` is a :class:`sair_jax.pipeline.networks.Networks`; ``factor`` the LQ downsampling
+  factor.
   """
-  loss, sol = config.loss, config.solver
-  meta = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                      for k, v in nets.arcface.meta.items()))
-  common = dict(g_arch=nets.g.arch, arcface_meta=meta, factor=factor,
-                output=sol.output, identity_variant=sol.identity_variant,
-                compute_dtype=backend_defaults.resolve("compute_dtype", sol.compute_dtype),
-                remat=bool(sol.remat), upconv=backend_defaults.resolve("upconv", sol.upconv))
-  if projection:  # match the reference image at low resolution; identity as a helper
-    return ObjectiveSpec(weights=(("fidelity", 1.0), ("identity", 0.1)),
-                                   noise="const", **common)
+  loss = config.loss
   weights = tuple((t, float(loss[t])) for t in TERMS if float(loss[t]) != 0.0)
   return ObjectiveSpec(
-      weights=weights, noise=sol.noise, fidelity_norm=loss.fidelity_norm,
+      weights=weights, noise=config.solver.noise, fidelity_norm=loss.fidelity_norm,
       fidelity_clamp=loss.fidelity_clamp if loss.fidelity_clamp >= 0 else None,
       jpeg_quality=config.degradation.jpeg_quality if config.degradation.jpeg_quality > 0
       else None,
       blur_sigma=config.degradation.blur_sigma or None,
       expression_variant=loss.expression_variant, expression_gamma=loss.expression_gamma,
       histogram_variant=loss.histogram_variant, histogram_bins=loss.histogram_bins,
-      histogram_size=min(loss.histogram_size, nets.g.resolution), **common)
+      histogram_size=min(loss.histogram_size, nets.g.resolution),
+      **_common(config, nets, factor))
+
+
+def projection_spec(config, nets, factor: int) -> ObjectiveSpec:
+  """The objective that projects a reference image into W+ when no e4e encoder is at hand.
+
+  The reference, downsampled by ``factor``, is matched by G(w) degraded the same way (the
+  fidelity term), with ArcFace identity as a helper; noise is constant. No expression, prior
+  or histogram term.
+  """
+  return ObjectiveSpec(weights=(("fidelity", 1.0), ("identity", 0.1)), noise="const",
+                       **_common(config, nets, factor))

@@ -54,13 +54,13 @@ class Solver:
 
   Args:
     spec: the static objective (:class:`objective.ObjectiveSpec`).
-    nets: network parameters {'g_params', 'g_buffers', 'arcface'}.
+    params: network parameters {'g_params', 'g_buffers', 'arcface'} (put on the devices once).
     steps: total number of steps (the lr schedule depends on it).
     lr: base learning rate; ``schedule``: 'constant' | 'cosine_ramp'.
     mesh: device mesh for the batch axis (default: all local devices).
   """
 
-  def __init__(self, spec: objective.ObjectiveSpec, nets: Any, *, steps: int, lr: float,
+  def __init__(self, spec: objective.ObjectiveSpec, params: Any, *, steps: int, lr: float,
                schedule: str = "constant", betas=(0.9, 0.999), mesh: Mesh | None = None):
     self.spec = spec
     self.steps = steps
@@ -68,7 +68,7 @@ class Solver:
     self.optimizer = optax.adam(schedules.make(schedule, lr, steps), b1=betas[0], b2=betas[1])
     self._loss = objective.make_objective(spec)
     replicated = NamedSharding(self.mesh, P())
-    self.nets = jax.device_put(nets, replicated)
+    self.params = jax.device_put(params, replicated)
     # Pinned output shardings: the state comes back split over 'batch' exactly as it went in,
     # so consecutive chunks hit the same compiled program.
     self._by_batch = NamedSharding(self.mesh, P("batch"))
@@ -91,11 +91,11 @@ class Solver:
   # One image
   # ---------------------------------------------------------------------------------------
 
-  def _step_one(self, nets, w, opt_state, key, step, bad, target):
+  def _step_one(self, params, w, opt_state, key, step, bad, target):
     """One Adam step for one image. Freezes the image once anything is non-finite."""
     noise_key = jax.random.fold_in(key, step)
     (total, terms), grad = jax.value_and_grad(self._loss, has_aux=True)(
-        w, nets, target, noise_key)
+        w, params, target, noise_key)
     updates, new_opt = self.optimizer.update(grad, opt_state, w)
     new_w = optax.apply_updates(w, updates)
     ok = jnp.isfinite(total) & jnp.all(jnp.isfinite(new_w)) & ~bad
@@ -118,12 +118,12 @@ class Solver:
     state = State(w, opt_state, keys, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
     return self.shard(state)
 
-  def _chunk(self, state: State, nets, target: objective.Target, n: int):
+  def _chunk(self, state: State, params, target: objective.Target, n: int):
     step_batch = jax.vmap(self._step_one, in_axes=(None, 0, 0, 0, 0, 0, 0))
 
     def body(carry, _):
       w, opt_state, key, step, bad = carry
-      w, opt_state, step, bad, total, terms = step_batch(nets, w, opt_state, key, step, bad,
+      w, opt_state, step, bad, total, terms = step_batch(params, w, opt_state, key, step, bad,
                                                          target)
       return (w, opt_state, key, step, bad), (total, terms)
 
@@ -155,7 +155,7 @@ class Solver:
            tuple((t.shape, t.dtype) for t in jax.tree_util.tree_leaves(target)))
     if key not in self._compiled:
       t0 = time.perf_counter()
-      self._compiled[key] = self._run_chunk.lower(state, self.nets, target, n).compile()
+      self._compiled[key] = self._run_chunk.lower(state, self.params, target, n).compile()
       self.compile_seconds[(batch, n)] = time.perf_counter() - t0
     return self._compiled[key]
 
@@ -170,7 +170,7 @@ class Solver:
     whatever its trip count, so a chunk program's count is not per step.
     """
     target = self._abstract(objective.target_shapes(self.spec, batch))
-    lowered = self._run_chunk.lower(self.abstract_state(batch), self.nets, target, 1)
+    lowered = self._run_chunk.lower(self.abstract_state(batch), self.params, target, 1)
     cost = lowered.cost_analysis()
     if isinstance(cost, (list, tuple)):
       cost = cost[0] if cost else {}
@@ -183,17 +183,17 @@ class Solver:
 
   def run_chunk(self, state: State, target: objective.Target, n: int) -> tuple[State, History]:
     """``n`` steps for the whole batch in one compiled call (``state`` is donated)."""
-    return self.compiled(state.w.shape[0], n, target)(state, self.nets, target)
+    return self.compiled(state.w.shape[0], n, target)(state, self.params, target)
 
-  def _render_batch(self, nets, w, keys):
-    render = lambda w1, k: objective.render(self.spec, nets, w1, k)
+  def _render_batch(self, params, w, keys):
+    render = lambda w1, k: objective.render(self.spec, params, w1, k)
     return jax.vmap(render)(w, keys)
 
   def render(self, w: jax.Array, keys: jax.Array | None = None) -> jax.Array:
     """G(w) in [0, 1] for a batch [B, L, D] -> [B, H, W, 3] (fixed noise key per image)."""
     if keys is None:
       keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(w.shape[0], dtype=jnp.uint32))
-    return self._render(self.nets, w, keys)
+    return self._render(self.params, w, keys)
 
 
 def chunk_plan(steps: int, chunk: int, phase_starts=()) -> list[tuple[int, int]]:
@@ -240,11 +240,3 @@ def optimise(solver: Solver, state: State, target: objective.Target, *, chunk: i
   history = {k: np.concatenate(v, axis=0) for k, v in terms.items()}
   history["total"] = np.concatenate(totals, axis=0)
   return state, history, history["total"]
-
-
-def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
-  """Pads the leading axis to ``size`` by repeating the first entry (results discarded)."""
-  if array.shape[0] == size:
-    return array
-  reps = np.repeat(array[:1], size - array.shape[0], axis=0)
-  return np.concatenate([array, reps], axis=0)

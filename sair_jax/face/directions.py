@@ -39,13 +39,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from sair_jax.face.expression import EXPRESSIONS, canonical_name
-from sair_jax.errors import UserError
+from sair_jax.errors import InputError, UserError
+from sair_jax.io import files
 
 FORMAT_VERSION = 1
 
 
 class DirectionsError(UserError):
   """A directions file or work directory is missing, damaged or inconsistent. One line."""
+
+
+class UnavailableDirection(DirectionsError, InputError):
+  """The file has no direction for an expression one image asks for (that image fails alone)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +83,8 @@ class Directions:
     e = canonical_name(name)
     i = self.labels.index(e)
     if not self.available[i]:
-      raise DirectionsError(f"no direction for '{e}' in this file (source: {self.source})")
+      raise UnavailableDirection(f"no direction for '{e}' in the directions file "
+                                 f"(source: {self.source})")
     return self.directions[i]
 
 
@@ -385,14 +391,6 @@ def fit_linear(x, y, *, mask=None, l2: float = 1e-3, iters: int = 20, tol: float
 # --------------------------------------------------------------------------------------------
 
 
-def _write_json_atomic(path: str, obj: dict) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".progress", suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
 def collect(workdir: str, sample_fn: Callable[[jax.Array, int], Any],
             label_fn: Callable[[Any], Any], n_samples: int, *, batch: int, seed: int,
             run_info: dict | None = None, checkpoint_every: int = 20,
@@ -445,7 +443,7 @@ def collect(workdir: str, sample_fn: Callable[[jax.Array, int], Any],
   def save(i):
     lat.flush()
     prob.flush()
-    _write_json_atomic(progress_path, {**run, "done": i})
+    files.write_json(progress_path, {**run, "done": i})
 
   for i in range(done, n_batches):
     latents = first if i == 0 else np.asarray(sample_fn(jax.random.fold_in(root, i), batch),

@@ -90,6 +90,16 @@ def load(dst: str | os.PathLike, kind: str) -> tuple[Any, dict]:
   return params, meta
 
 
+def arch_from_meta(dst: str | os.PathLike, arch_cls, meta: dict):
+  """``arch_cls.from_meta(meta)``, a bad or incomplete ``meta.json`` as one CheckpointError."""
+  try:
+    return arch_cls.from_meta(meta)
+  except (KeyError, TypeError, ValueError) as e:
+    reason = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+    raise CheckpointError(f"{os.fspath(dst)}: meta.json does not describe the network "
+                          f"({reason})") from None
+
+
 def shape_mismatch(params: Any, expected: Any) -> str | None:
   """How a parameter tree differs from ``expected`` (a tree of shape tuples): missing,
   unexpected and wrong-shaped leaves, the first three of each; None when it matches."""

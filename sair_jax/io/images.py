@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
 from PIL import UnidentifiedImageError
 
 from sair_jax.errors import InputError
+from sair_jax.io.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -53,26 +53,6 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
   if array.dtype == np.uint8:
     return array
   return np.round(np.clip(array.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary sibling and ``os.replace``."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  try:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-  except OSError as e:
-    raise ImageIOError(f"{path}: cannot write ({e.strerror or e})") from None
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except OSError as e:
-    try:
-      os.unlink(tmp)
-    except OSError:
-      pass
-    raise ImageIOError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def encode_image(array: np.ndarray, fmt: str = "PNG", **save_kwargs) -> bytes:

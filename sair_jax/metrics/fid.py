@@ -25,6 +25,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -38,38 +39,54 @@ from sair_jax.nets import inception, layers
 KIND = "fid_inception"
 
 
-def build(meta: dict) -> inception.FIDInception:
-  """The FID-Inception described by a converted checkpoint's ``meta``."""
-  return inception.FIDInception(tuple((str(k), int(v)) for k, v in meta["widths"]))
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """The network's widths (hashable), read from the checkpoint by the converter, in meta.json."""
+  widths: tuple[tuple[str, int], ...]  # (torch module path, output channels) of every conv
+  pool3_dim: int  # width of the pool3 features
+
+  def to_meta(self) -> dict:
+    return {"widths": [list(w) for w in self.widths], "pool3_dim": self.pool3_dim}
+
+  @classmethod
+  def from_meta(cls, meta: dict) -> "Arch":
+    """From a ``meta.json`` dict (a missing field raises KeyError naming it)."""
+    return cls(widths=tuple((str(k), int(v)) for k, v in meta["widths"]),
+               pool3_dim=int(meta["pool3_dim"]))
 
 
-def param_shapes(meta: dict) -> Any:
-  """Shape tree (tuples) of the parameters ``meta`` describes."""
-  return layers.param_shapes(build(meta), inception.INPUT_SIZE)
+def build(arch: Arch) -> inception.FIDInception:
+  """The FID-Inception module of an :class:`Arch`."""
+  return inception.FIDInception(arch.widths)
 
 
-def apply(params: Any, meta: dict, images01):
+def param_shapes(arch: Arch) -> Any:
+  """Shape tree (tuples) of the parameters of ``arch``."""
+  return layers.param_shapes(build(arch), inception.INPUT_SIZE)
+
+
+def apply(params: Any, arch: Arch, images01):
   """pool3 features [B, D] of images [B, H, W, 3] in [0, 1], any size (pure; use inside jit)."""
   if images01.ndim != 4 or images01.shape[-1] != 3:
     raise ValueError(f"FID-Inception expects images [B, H, W, 3], got {tuple(images01.shape)}")
-  return build(meta).apply({"params": params}, inception.preprocess(images01))
+  return build(arch).apply({"params": params}, inception.preprocess(images01))
 
 
 class FIDInception:
-  """A loaded FID-Inception: ``params`` (device arrays), ``meta`` and jitted features."""
+  """A loaded FID-Inception: ``params`` (device arrays), its :class:`Arch`, jitted features."""
 
-  def __init__(self, params: Any, meta: dict):
-    self.meta = dict(meta)
+  def __init__(self, params: Any, arch: Arch):
+    self.arch = arch
     self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self._features = jax.jit(lambda p, x: apply(p, self.meta, x))
+    self._features = jax.jit(lambda p, x: apply(p, arch, x))
 
   @property
   def dim(self) -> int:
-    return int(self.meta["pool3_dim"])
+    return self.arch.pool3_dim
 
   def features_fn(self, params: Any, images01):
     """Pure ``(params, images [B, H, W, 3] in [0, 1]) -> [B, D]``."""
-    return apply(params, self.meta, images01)
+    return apply(params, self.arch, images01)
 
   def features(self, images01):
     """pool3 features [B, D] of images [B, H, W, 3] in [0, 1] (jitted)."""
@@ -79,8 +96,9 @@ class FIDInception:
 def load(dst: str) -> FIDInception:
   """Loads a checkpoint written by ``python -m converters.fid_inception`` (one-line errors)."""
   params, meta = checkpoint.load(dst, KIND)
-  checkpoint.check_shapes(str(dst), params, param_shapes(meta))
-  return FIDInception(params, meta)
+  arch = checkpoint.arch_from_meta(dst, Arch, meta)
+  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
+  return FIDInception(params, arch)
 
 
 # ---------------------------------------------------------------------------------- statistics

@@ -16,23 +16,14 @@ from __future__ import annotations
 import functools
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sair_jax.core import losses
 from sair_jax.face import landmarks
 
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 JUDGE_SAME_PERSON = 0.6  # dlib's threshold on descriptor distance
-
-
-@jax.jit
-def cosine(a, b):
-  """Cosine similarity [B] between feature batches [B, D] (raw, unnormalised features)."""
-  a = a.astype(jnp.float32)
-  b = b.astype(jnp.float32)
-  num = jnp.sum(a * b, axis=-1)
-  return num / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), 1e-12)
 
 
 def arcface_similarity(arcface, x01, y01, variant: str = "official") -> np.ndarray:
@@ -43,7 +34,7 @@ def arcface_similarity(arcface, x01, y01, variant: str = "official") -> np.ndarr
   """
   fx = arcface.embed_faces(jnp.asarray(x01, jnp.float32), variant=variant)
   fy = arcface.embed_faces(jnp.asarray(y01, jnp.float32), variant=variant)
-  return np.asarray(cosine(fx, fy))
+  return np.asarray(losses.cosine_similarity(fx, fy))
 
 
 # ------------------------------------------------------------------------- dlib descriptor judge

@@ -14,11 +14,12 @@ Usage::
 
     L = lpips.load("checkpoints/lpips-alex")        # python -m converters.lpips
     d = L.distance(a, b)                            # [B, H, W, 3] in [0, 1] -> [B]
-    lpips.apply(L.params, L.meta, x0, x1)           # pure, inputs in [-1, 1], for use inside jit
+    lpips.apply(L.params, L.arch, x0, x1)           # pure, inputs in [-1, 1], for use inside jit
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -33,15 +34,29 @@ SCALE = (0.458, 0.448, 0.450)
 EPS = 1e-10  # lpips.normalize_tensor
 
 
-def build(meta: dict) -> alexnet.AlexNetFeatures:
-  """The AlexNet trunk described by a converted checkpoint's ``meta``."""
-  return alexnet.AlexNetFeatures(widths=tuple(int(w) for w in meta["widths"]))
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """The AlexNet trunk's widths (hashable), read by the converter, in meta.json."""
+  widths: tuple[int, ...]  # output channels of the five tapped convolutions
+
+  def to_meta(self) -> dict:
+    return {"widths": list(self.widths)}
+
+  @classmethod
+  def from_meta(cls, meta: dict) -> "Arch":
+    """From a ``meta.json`` dict (a missing field raises KeyError naming it)."""
+    return cls(widths=tuple(int(w) for w in meta["widths"]))
 
 
-def param_shapes(meta: dict) -> Any:
-  """Shape tree (tuples) of the parameters ``meta`` describes."""
-  return {"net": layers.param_shapes(build(meta), alexnet.min_input_side()),
-          "lin": {f"lin{i}": {"w": (int(w),)} for i, w in enumerate(meta["widths"])}}
+def build(arch: Arch) -> alexnet.AlexNetFeatures:
+  """The AlexNet trunk of an :class:`Arch`."""
+  return alexnet.AlexNetFeatures(widths=arch.widths)
+
+
+def param_shapes(arch: Arch) -> Any:
+  """Shape tree (tuples) of the parameters of ``arch``."""
+  return {"net": layers.param_shapes(build(arch), alexnet.min_input_side()),
+          "lin": {f"lin{i}": {"w": (w,)} for i, w in enumerate(arch.widths)}}
 
 
 def _unit(f):
@@ -49,7 +64,7 @@ def _unit(f):
   return f / (jnp.sqrt(jnp.sum(f * f, axis=-1, keepdims=True)) + EPS)
 
 
-def apply(params: Any, meta: dict, x0, x1, per_layer: bool = False):
+def apply(params: Any, arch: Arch, x0, x1, per_layer: bool = False):
   """LPIPS distances [B] of image pairs [B, H, W, 3] in [-1, 1] (pure; use inside jit).
 
   With ``per_layer=True`` returns the five per-tap terms [5, B] instead of their sum.
@@ -64,7 +79,7 @@ def apply(params: Any, meta: dict, x0, x1, per_layer: bool = False):
   scale = jnp.asarray(SCALE, jnp.float32)
   b = x0.shape[0]
   x = (jnp.concatenate([x0, x1], axis=0).astype(jnp.float32) - shift) / scale  # [2B, H, W, 3]
-  taps = build(meta).apply({"params": params["net"]}, x)
+  taps = build(arch).apply({"params": params["net"]}, x)
   terms = []
   for i, f in enumerate(taps):  # f: [2B, H_l, W_l, C_l]
     f = _unit(f)
@@ -77,16 +92,16 @@ def apply(params: Any, meta: dict, x0, x1, per_layer: bool = False):
 
 
 class LPIPS:
-  """A loaded LPIPS model: ``params`` (device arrays), ``meta`` and a jitted distance."""
+  """A loaded LPIPS model: ``params`` (device arrays), its :class:`Arch`, a jitted distance."""
 
-  def __init__(self, params: Any, meta: dict):
-    self.meta = dict(meta)
+  def __init__(self, params: Any, arch: Arch):
+    self.arch = arch
     self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self._apply = jax.jit(lambda p, x0, x1: apply(p, self.meta, x0, x1))
+    self._apply = jax.jit(lambda p, x0, x1: apply(p, arch, x0, x1))
 
   def distance_fn(self, params: Any, a01, b01):
     """Pure ``(params, a, b) -> [B]`` on images in [0, 1]."""
-    return apply(params, self.meta, 2.0 * a01 - 1.0, 2.0 * b01 - 1.0)
+    return apply(params, self.arch, 2.0 * a01 - 1.0, 2.0 * b01 - 1.0)
 
   def distance(self, a01, b01):
     """LPIPS [B] between image batches [B, H, W, 3] in [0, 1] (jitted)."""
@@ -101,5 +116,6 @@ class LPIPS:
 def load(dst: str) -> LPIPS:
   """Loads a checkpoint written by ``python -m converters.lpips`` (one-line CheckpointError)."""
   params, meta = checkpoint.load(dst, KIND)
-  checkpoint.check_shapes(str(dst), params, param_shapes(meta))
-  return LPIPS(params, meta)
+  arch = checkpoint.arch_from_meta(dst, Arch, meta)
+  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
+  return LPIPS(params, arch)

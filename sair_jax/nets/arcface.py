@@ -13,18 +13,20 @@ by cosine). Layout, following arcface_torch's ``iresnet.py``::
 
 Parameter names follow the torch module names with '.' replaced by '_' (``layer2_0/bn3``,
 ``layer1_0/downsample_0``), so ``converters/arcface.py`` is a plain name table. The depth
-(blocks per stage), widths and embedding size come from the checkpoint, via ``meta``.
+(blocks per stage), widths and embedding size come from the checkpoint: :class:`Arch`, stored in
+its ``meta.json``.
 
 Usage::
 
     A = arcface.load("checkpoints/arcface-r50")
     feats = A.embed(images)                        # [B, 112, 112, 3] normalised -> [B, D]
     feats = A.embed_faces(faces, variant="official")  # [B, H, W, 3] in [0, 1] -> [B, D]
-    arcface.apply(A.params, A.meta, images)        # the same, pure, for use inside jit
+    arcface.apply(A.params, A.arch, images)        # the same, pure, for use inside jit
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -91,29 +93,58 @@ class IResNet(nn.Module):
     return BatchNorm(self.features_eps, name="features")(x)  # [B, D]
 
 
-def build(meta: dict) -> IResNet:
-  """The Flax module described by a converted checkpoint's ``meta``."""
-  return IResNet(layers=tuple(meta["layers"]), widths=tuple(meta["widths"]),
-                 stem_width=int(meta["stem_width"]), embedding_size=int(meta["embedding_size"]),
-                 strides=tuple(meta["strides"]), eps=float(meta["bn_eps"]),
-                 features_eps=float(meta["features_eps"]))
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """The network's shape (hashable), read from the checkpoint by the converter, in meta.json."""
+  layers: tuple[int, ...]  # IBasicBlocks per stage (3, 4, 14, 3 for IResNet-50)
+  widths: tuple[int, ...]  # channels per stage
+  strides: tuple[int, ...]  # stride of each stage's first block
+  stem_width: int
+  embedding_size: int
+  input_size: int = 112  # side of the square input
+  feature_map: int = 7  # side of the last stage's output (input_size / 16)
+  bn_eps: float = 1e-5
+  features_eps: float = 1e-5  # epsilon of the final BatchNorm1d
+  depth: int | None = None  # 50 for IResNet-50, when the layers are a standard depth
+
+  def to_meta(self) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_meta(cls, meta: dict) -> "Arch":
+    """From a ``meta.json`` dict (a missing field raises KeyError naming it)."""
+    ints = lambda v: tuple(int(x) for x in v)
+    return cls(layers=ints(meta["layers"]), widths=ints(meta["widths"]),
+               strides=ints(meta["strides"]), stem_width=int(meta["stem_width"]),
+               embedding_size=int(meta["embedding_size"]), input_size=int(meta["input_size"]),
+               feature_map=int(meta["feature_map"]), bn_eps=float(meta["bn_eps"]),
+               features_eps=float(meta["features_eps"]),
+               depth=None if meta.get("depth") is None else int(meta["depth"]))
 
 
-def param_shapes(meta: dict) -> Any:
-  """Shape tree (tuples) of the parameters ``meta`` describes, without allocating them."""
-  return layers.param_shapes(build(meta), int(meta["input_size"]))
+def build(arch: Arch) -> IResNet:
+  """The Flax module of an :class:`Arch`."""
+  return IResNet(layers=arch.layers, widths=arch.widths, stem_width=arch.stem_width,
+                 embedding_size=arch.embedding_size, strides=arch.strides, eps=arch.bn_eps,
+                 features_eps=arch.features_eps)
 
 
-def _check_input(meta: dict, images) -> None:
-  size = int(meta["input_size"])
+def param_shapes(arch: Arch) -> Any:
+  """Shape tree (tuples) of the parameters of ``arch``, without allocating them."""
+  return layers.param_shapes(build(arch), arch.input_size)
+
+
+def _check_input(arch: Arch, images) -> None:
+  size = arch.input_size
   if images.ndim != 4 or tuple(images.shape[1:]) != (size, size, 3):
     raise ValueError(f"ArcFace expects images [B, {size}, {size}, 3], got {tuple(images.shape)}")
 
 
-def apply(params: Any, meta: dict, images):
+def apply(params: Any, arch: Arch, images):
   """Raw features [B, D] of normalised aligned faces [B, S, S, 3] (pure; use inside jit)."""
-  _check_input(meta, images)
-  return build(meta).apply({"params": params}, images)
+  _check_input(arch, images)
+  return build(arch).apply({"params": params}, images)
 
 
 def official_crop(size: int) -> tuple[int, int]:
@@ -149,27 +180,26 @@ def preprocess(faces, variant: str = "standard", size: int = 112):
 
 
 class ArcFace:
-  """A loaded ArcFace: ``params`` (device arrays), ``meta`` and jitted entry points."""
+  """A loaded ArcFace: ``params`` (device arrays), its :class:`Arch` and jitted entry points."""
 
-  def __init__(self, params: Any, meta: dict):
-    self.meta = dict(meta)
+  def __init__(self, params: Any, arch: Arch):
+    self.arch = arch
     self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self.module = build(self.meta)
+    self.module = build(arch)
     self._embed = jax.jit(self.apply_fn)
     self._embed_faces = jax.jit(self.apply_faces, static_argnames="variant")
 
   @property
   def embedding_size(self) -> int:
-    return int(self.meta["embedding_size"])
+    return self.arch.embedding_size
 
   def apply_fn(self, params: Any, images):
     """Pure forward ``(params, images [B, S, S, 3]) -> [B, D]`` for use inside other jits."""
-    return apply(params, self.meta, images)
+    return apply(params, self.arch, images)
 
   def apply_faces(self, params: Any, faces, variant: str = "standard"):
     """Pure ``(params, faces [B, H, W, 3] in [0, 1]) -> [B, D]`` with :func:`preprocess`."""
-    size = int(self.meta["input_size"])
-    return apply(params, self.meta, preprocess(faces, variant, size))
+    return apply(params, self.arch, preprocess(faces, variant, self.arch.input_size))
 
   def embed(self, images):
     """Raw features [B, D] of normalised aligned faces [B, S, S, 3] (jitted)."""
@@ -183,6 +213,7 @@ class ArcFace:
 def load(dst: str) -> ArcFace:
   """Loads a checkpoint written by ``python -m converters.arcface`` (one-line CheckpointError)."""
   params, meta = checkpoint.load(dst, KIND)
-  checkpoint.check_shapes(str(dst), params, param_shapes(meta))
-  return ArcFace(params, meta)
+  arch = checkpoint.arch_from_meta(dst, Arch, meta)
+  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
+  return ArcFace(params, arch)
 

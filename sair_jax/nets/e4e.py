@@ -18,18 +18,20 @@ At inference e4e's progressive stage is ``Inference``: every delta is added. ``u
 bilinear with ``align_corners=True`` to the lateral map's size (e4e's ``_upsample_add``).
 Parameter names follow the torch names with '.' replaced by '_' (``body_3/res_layer_5/fc1``,
 ``styles_7/convs_10``), so ``converters/e4e.py`` is a plain name table. Widths, the number of
-blocks and styles and the W dimension come from the checkpoint, via ``meta``.
+blocks and styles and the W dimension come from the checkpoint: :class:`Arch`, in its
+``meta.json``.
 
 Usage::
 
     E = e4e.load("checkpoints/e4e-ffhq")
     w_plus = E.encode(images)                 # [B, 256, 256, 3] in [-1, 1] -> [B, 18, 512]
     w_plus = E.encode_faces(faces)            # [B, H, W, 3] in [0, 1], any resolution
-    e4e.apply(E.params, E.meta, images)       # the same, pure, for use inside jit
+    e4e.apply(E.params, E.arch, images)       # the same, pure, for use inside jit
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -156,28 +158,60 @@ class Encoder4Editing(nn.Module):
     return w + latent_avg[None]
 
 
-def build(meta: dict) -> Encoder4Editing:
-  """The Flax module described by a converted checkpoint's ``meta``."""
-  return Encoder4Editing(
-      stem_width=int(meta["stem_width"]),
-      blocks=tuple(tuple(int(v) for v in b) for b in meta["blocks"]),
-      style_convs=tuple(int(n) for n in meta["style_convs"]),
-      style_channels=int(meta["style_channels"]), w_dim=int(meta["w_dim"]),
-      taps=tuple(meta["taps"]), coarse=int(meta["coarse"]), middle=int(meta["middle"]),
-      eps=float(meta["bn_eps"]))
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """The encoder's shape (hashable), read from the checkpoint by the converter, in meta.json."""
+  stem_width: int
+  blocks: tuple[tuple[int, ...], ...]  # (depth, stride, SE hidden width) of each IR-SE block
+  style_convs: tuple[int, ...]  # stride-2 convolutions of each map2style head
+  style_channels: int
+  w_dim: int
+  taps: tuple[int, ...]  # body blocks whose outputs feed c1, c2, c3
+  coarse: int  # styles computed from c3
+  middle: int  # styles computed from p2 (the rest from p1)
+  bn_eps: float = 1e-5
+  input_size: int = 256
+
+  @property
+  def n_styles(self) -> int:
+    return len(self.style_convs)
+
+  def to_meta(self) -> dict:
+    meta = dataclasses.asdict(self)
+    meta.update(blocks=[list(b) for b in self.blocks], style_convs=list(self.style_convs),
+                taps=list(self.taps), n_styles=self.n_styles)
+    return meta
+
+  @classmethod
+  def from_meta(cls, meta: dict) -> "Arch":
+    """From a ``meta.json`` dict (a missing field raises KeyError naming it)."""
+    ints = lambda v: tuple(int(x) for x in v)
+    return cls(stem_width=int(meta["stem_width"]), blocks=tuple(ints(b) for b in meta["blocks"]),
+               style_convs=ints(meta["style_convs"]), style_channels=int(meta["style_channels"]),
+               w_dim=int(meta["w_dim"]), taps=ints(meta["taps"]), coarse=int(meta["coarse"]),
+               middle=int(meta["middle"]), bn_eps=float(meta["bn_eps"]),
+               input_size=int(meta["input_size"]))
 
 
-def param_shapes(meta: dict) -> Any:
-  """Shape tree (tuples) of the parameters ``meta`` describes, without allocating them."""
-  return layers.param_shapes(build(meta), int(meta["input_size"]))
+def build(arch: Arch) -> Encoder4Editing:
+  """The Flax module of an :class:`Arch`."""
+  return Encoder4Editing(stem_width=arch.stem_width, blocks=arch.blocks,
+                         style_convs=arch.style_convs, style_channels=arch.style_channels,
+                         w_dim=arch.w_dim, taps=arch.taps, coarse=arch.coarse,
+                         middle=arch.middle, eps=arch.bn_eps)
 
 
-def apply(params: Any, meta: dict, images):
+def param_shapes(arch: Arch) -> Any:
+  """Shape tree (tuples) of the parameters of ``arch``, without allocating them."""
+  return layers.param_shapes(build(arch), arch.input_size)
+
+
+def apply(params: Any, arch: Arch, images):
   """W+ codes [B, n_styles, w_dim] of images [B, S, S, 3] in [-1, 1] (pure; use inside jit)."""
-  size = int(meta["input_size"])
+  size = arch.input_size
   if images.ndim != 4 or tuple(images.shape[1:]) != (size, size, 3):
     raise ValueError(f"e4e expects images [B, {size}, {size}, 3], got {tuple(images.shape)}")
-  return build(meta).apply({"params": params}, images)
+  return build(arch).apply({"params": params}, images)
 
 
 def preprocess(faces, size: int = 256):
@@ -189,30 +223,30 @@ def preprocess(faces, size: int = 256):
 
 
 class E4E:
-  """A loaded e4e encoder: ``params`` (device arrays), ``meta`` and jitted entry points."""
+  """A loaded e4e encoder: ``params`` (device arrays), its :class:`Arch`, jitted entry points."""
 
-  def __init__(self, params: Any, meta: dict):
-    self.meta = dict(meta)
+  def __init__(self, params: Any, arch: Arch):
+    self.arch = arch
     self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self.module = build(self.meta)
+    self.module = build(arch)
     self._encode = jax.jit(self.apply_fn)
     self._encode_faces = jax.jit(self.apply_faces)
 
   @property
   def n_styles(self) -> int:
-    return len(self.meta["style_convs"])
+    return self.arch.n_styles
 
   @property
   def w_dim(self) -> int:
-    return int(self.meta["w_dim"])
+    return self.arch.w_dim
 
   def apply_fn(self, params: Any, images):
     """Pure forward ``(params, images [B, 256, 256, 3]) -> [B, n_styles, w_dim]``."""
-    return apply(params, self.meta, images)
+    return apply(params, self.arch, images)
 
   def apply_faces(self, params: Any, faces):
     """Pure ``(params, faces [B, H, W, 3] in [0, 1]) -> [B, n_styles, w_dim]``."""
-    return apply(params, self.meta, preprocess(faces, int(self.meta["input_size"])))
+    return apply(params, self.arch, preprocess(faces, self.arch.input_size))
 
   def encode(self, images):
     """W+ codes [B, n_styles, w_dim] of images [B, 256, 256, 3] in [-1, 1] (jitted)."""
@@ -226,5 +260,6 @@ class E4E:
 def load(dst: str) -> E4E:
   """Loads a checkpoint written by ``python -m converters.e4e`` (one-line CheckpointError)."""
   params, meta = checkpoint.load(dst, KIND)
-  checkpoint.check_shapes(str(dst), params, param_shapes(meta))
-  return E4E(params, meta)
+  arch = checkpoint.arch_from_meta(dst, Arch, meta)
+  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
+  return E4E(params, arch)

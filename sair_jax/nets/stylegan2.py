@@ -373,10 +373,7 @@ def load(dst: str | os.PathLike) -> Generator:
     checkpoint.CheckpointError: one line naming ``dst`` and what is wrong.
   """
   tree, meta = checkpoint.load(dst, KIND)
-  try:
-    arch = Arch.from_meta(meta["arch"])
-  except (KeyError, TypeError, ValueError) as e:
-    raise checkpoint.CheckpointError(f"{dst}: meta.json has no valid 'arch' ({e})") from None
+  arch = checkpoint.arch_from_meta(dst, Arch, meta.get("arch", {}))
   params, buffers = init_shapes(arch)
   checkpoint.check_shapes(os.fspath(dst), {"params": tree.get("params"),
                                            "buffers": tree.get("buffers"),

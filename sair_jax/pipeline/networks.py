@@ -105,9 +105,8 @@ def load_networks(config) -> Networks:
 # ------------------------------------------------------------------------------------------
 
 SMOKE_G = stylegan2.Arch(resolution=64, w_dim=32, n_mlp=2, channels=(32, 32, 32, 16, 16))
-SMOKE_ARCFACE = {"layers": [1, 1], "widths": [8, 16], "stem_width": 8, "embedding_size": 32,
-                 "strides": [2, 2], "bn_eps": 1e-5, "features_eps": 1e-5, "input_size": 32,
-                 "feature_map": 8, "depth": None}
+SMOKE_ARCFACE = arcface.Arch(layers=(1, 1), widths=(8, 16), strides=(2, 2), stem_width=8,
+                             embedding_size=32, input_size=32, feature_map=8)
 
 
 def random_params(shapes: Any, rng: jax.Array) -> Any:

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax.io import images
+from sair_jax.core import losses
+from sair_jax.io import files, images
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]  # [B, S, S, 3] in [0, 1] -> [B, D]
 
@@ -30,13 +31,9 @@ class Selection(NamedTuple):
   similarity: np.ndarray  # [B, k] float32: their cosine similarities
 
 
-def cosine_similarity(a, b) -> jax.Array:
+def pairwise_similarity(a, b) -> jax.Array:
   """[B, P] cosine similarities between the rows of ``a`` [B, D] and ``b`` [P, D]."""
-  a = jnp.asarray(a, jnp.float32)
-  b = jnp.asarray(b, jnp.float32)
-  a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
-  b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
-  return a @ b.T
+  return losses.cosine_similarity(jnp.asarray(a)[:, None, :], jnp.asarray(b)[None, :, :])
 
 
 def select_by_embedding(query, pool, k: int = 1) -> Selection:
@@ -49,7 +46,7 @@ def select_by_embedding(query, pool, k: int = 1) -> Selection:
   if np.shape(query)[-1] != np.shape(pool)[-1]:
     raise ValueError(f"embedding sizes differ: query {np.shape(query)}, pool {np.shape(pool)}")
   k = min(k, np.shape(pool)[0])
-  sim, idx = jax.lax.top_k(cosine_similarity(query, pool), k)  # [B, k]
+  sim, idx = jax.lax.top_k(pairwise_similarity(query, pool), k)  # [B, k]
   return Selection(np.asarray(idx), np.asarray(sim, np.float32))
 
 
@@ -115,7 +112,7 @@ def embed_pool(paths: Sequence[str], embed_fn: EmbedFn, *, cache: str | None = N
       buf = io.BytesIO()
       np.savez(buf, keys=np.asarray(keys), embeddings=np.stack([cached[key] for key in keys]),
                model_id=np.asarray(model_id), size=np.asarray(size))
-      images.atomic_write(cache, buf.getvalue())
+      files.atomic_write(cache, buf.getvalue())
   return np.stack([cached[key] for key in keys]).astype(np.float32)
 
 

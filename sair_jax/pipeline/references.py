@@ -4,7 +4,9 @@ A reference is an aligned face image, inverted with the e4e encoder when one is 
 otherwise by an optimisation-based projection onto the generator (the restoration solver with a
 projection objective); or a W+ code given directly (``.npy`` [L, D], or the authors'
 ``latents.pt``). Inversions are batched and cached under ``OUT/cache/`` (keyed by the file's
-path, size, modification time, the method and the generator resolution).
+path, size, modification time, the method and the generator resolution); a damaged cache entry
+is reported in one line and recomputed. A problem with one reference is an
+:class:`~sair_jax.errors.InputError` for the images that use it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax.core import degradation, objective, solver
+from sair_jax.core import batching, degradation, objective, solver
+from sair_jax.errors import ConfigError, InputError
+from sair_jax.io import files
+from sair_jax.io.images import read_image, resize_square
+from sair_jax.io.torch_reader import CheckpointFormatError
 from sair_jax.pipeline import inputs, outputs
-from sair_jax.io.images import ImageIOError, read_image, resize_square
 from sair_jax.pipeline.networks import Networks
 from sair_jax.pipeline.outputs import log
 
@@ -36,18 +41,21 @@ class Reference:
 def _latent_from_file(path: str, item: inputs.Item, n_latent: int, w_dim: int) -> np.ndarray:
   if path.lower().endswith(".npy"):
     try:
-      w = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"{path}: unreadable .npy ({e})") from None
+      w = files.read_npy(path)
+    except files.UnreadableFileError as e:
+      raise InputError(str(e)) from None
   else:
     from sair_jax.io.torch_reader import load_torch_file
-    obj = load_torch_file(path)
+    try:
+      obj = load_torch_file(path)
+    except CheckpointFormatError as e:
+      raise InputError(str(e)) from None
     if isinstance(obj, dict):  # the authors' latents.pt: one W+ per name, or a single one
       key = next((k for k in (item.name, inputs.stem(path)) if k in obj), None)
       obj = obj[key] if key is not None else next(
           (v for v in obj.values() if isinstance(v, np.ndarray)), None)
     if not isinstance(obj, np.ndarray):
-      raise ValueError(f"{path}: no W+ tensor found")
+      raise InputError(f"{path}: no W+ tensor found")
     w = obj
   w = np.asarray(w, np.float32)
   if w.ndim == 3 and w.shape[0] == 1:
@@ -55,7 +63,7 @@ def _latent_from_file(path: str, item: inputs.Item, n_latent: int, w_dim: int) -
   if w.ndim == 1:
     w = np.repeat(w[None], n_latent, axis=0)
   if w.shape != (n_latent, w_dim):
-    raise ValueError(f"{path}: W+ has shape {w.shape}, the generator needs ({n_latent}, {w_dim})")
+    raise InputError(f"{path}: W+ has shape {w.shape}, the generator needs ({n_latent}, {w_dim})")
   return w
 
 
@@ -73,11 +81,31 @@ class References:
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return os.path.join(self.folder.root, "cache", f"ref-{inputs.stem(path)}-{digest}.npy")
 
-  def resolve(self, items: list[inputs.Item], failures: dict) -> dict[str, Reference]:
-    """Reference of every item (failures recorded per item name)."""
+  def _cached(self, path: str, method: str) -> tuple[str, np.ndarray | None]:
+    """The cache file of a reference and its W+ (None when absent or damaged)."""
+    try:
+      cache = self._cache_path(path, method)
+    except OSError as e:
+      raise InputError(f"{path}: cannot read the reference ({e.strerror or e})") from None
+    if not os.path.isfile(cache):
+      return cache, None
+    try:
+      w = files.read_npy(cache)
+      if w.shape == (self.nets.g.n_latent, self.nets.g.w_dim):
+        return cache, w
+      reason = f"holds shape {w.shape}"
+    except files.UnreadableFileError as e:
+      reason = str(e).split(": ", 1)[-1]
+    log(f"{cache}: damaged cache entry ({reason}); recomputing it")
+    return cache, None
+
+  def resolve(self, items: list[inputs.Item]
+              ) -> tuple[dict[str, Reference], list[inputs.Failure]]:
+    """The reference of every item, and a failure for each item whose reference is unusable."""
     g = self.nets.g
     method = "e4e" if self.nets.e4e is not None else "projection"
     out: dict[str, Reference] = {}
+    failures: list[inputs.Failure] = []
     to_invert: list[tuple[inputs.Item, np.ndarray, str]] = []
     for item in items:
       try:
@@ -88,37 +116,37 @@ class References:
           continue
         img = read_image(item.reference)
         if img.shape[0] != img.shape[1]:
-          raise ValueError(f"{item.reference}: reference is {img.shape[1]}x{img.shape[0]}, "
+          raise InputError(f"{item.reference}: reference is {img.shape[1]}x{img.shape[0]}, "
                            "expected a square aligned face (python -m sair_jax.align)")
         img = resize_square(img, self.res)
-        cache = self._cache_path(item.reference, method)
-        if os.path.isfile(cache):
-          out[item.name] = Reference(np.load(cache), img, method)
+        cache, w = self._cached(item.reference, method)
+        if w is not None:
+          out[item.name] = Reference(w, img, method)
         else:
           to_invert.append((item, img, cache))
-      except (ImageIOError, ValueError, OSError) as e:
-        failures[item.name] = str(e)
+      except InputError as e:
+        failures.append(inputs.Failure(item.name, str(e)))
     if to_invert:
       images = np.stack([img for _, img, _ in to_invert])
       ws = self._invert(images, method)
       for (item, img, cache), w in zip(to_invert, ws):
-        outputs.write_npy(cache, w)
+        files.write_npy(cache, w)
         out[item.name] = Reference(w, img, method)
-    return out
+    return out, failures
 
   def _render(self, w):
     return objective.render(self._spec(), self.nets.params(), jnp.asarray(w[0]), None)[None]
 
   def _spec(self):
-    return objective.spec_from_config(self.config, self.nets, 1, projection=True)
+    return objective.projection_spec(self.config, self.nets, 1)
 
   def _invert(self, images: np.ndarray, method: str) -> np.ndarray:
     g = self.nets.g
     if method == "e4e":
       w = np.asarray(self.nets.e4e.encode_faces(jnp.asarray(images)))
       if w.shape[1:] != (g.n_latent, g.w_dim):
-        raise ValueError(f"e4e gives W+ {w.shape[1:]}, the generator needs "
-                       f"({g.n_latent}, {g.w_dim}); check config.checkpoints.e4e")
+        raise ConfigError(f"{self.config.checkpoints.e4e}: e4e gives W+ {w.shape[1:]}, the "
+                          f"generator needs ({g.n_latent}, {g.w_dim})")
       return w
     return self._project(images)
 
@@ -129,14 +157,14 @@ class References:
     factor = self.res // size
     log(f"projecting {len(images)} reference(s) onto the generator "
         f"({cfg.projection.steps} steps; convert e4e for a faster, better start)")
-    spec = objective.spec_from_config(cfg, self.nets, factor, projection=True)
+    spec = objective.projection_spec(cfg, self.nets, factor)
     sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
                         lr=cfg.projection.lr, mesh=self.mesh)
     b = len(images)
-    padded = -(-b // sol.n_devices) * sol.n_devices
-    x = jnp.asarray(solver.pad_batch(images, padded))
+    padded = batching.round_up(b, sol.n_devices)
+    x = jnp.asarray(batching.pad_batch(images, padded))
     lq = degradation.bicubic_downsample(x, factor) if factor > 1 else x
-    emb = jax.vmap(lambda im: objective.embed(spec, sol.nets, im))(x)
+    emb = jax.vmap(lambda im: objective.embed(spec, sol.params, im))(x)
     w0 = jnp.broadcast_to(g.w_avg, (padded, g.n_latent, g.w_dim))
     target = objective.make_target(lq, emb, w0, None, None, None, 8)
     state = sol.init(w0, np.arange(padded))

@@ -26,34 +26,29 @@ already has, and writes the result to ``OUT/reports/NAME.json`` with :func:`writ
   ``nan_image``             the restored image holds NaN or infinite values
   ========================  ===================================================================
 
-  A threshold set to None disables its check; a missing value (None) never raises a flag.
+  The thresholds come from the run config (``config.report``, the one place they are set);
+  a threshold that is None or absent disables its check; a missing value (None) never raises a
+  flag.
 
-JSON: non-finite floats are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (strict JSON
-has no NaN, and browsers refuse it); :func:`read_report` turns them back into floats.
+Reports are strict JSON (:mod:`sair_jax.io.files`: non-finite floats as ``"nan"``, ``"inf"``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from sair_jax.io.images import atomic_write
+from sair_jax.io import files
 from sair_jax.metrics.identity import dlib_judge  # re-exported: the loop's judge helper
 
 FLAGS = ("low_identity", "low_fidelity", "judge_mismatch", "expression_mismatch", "nan_loss",
          "nan_image")
-DEFAULT_THRESHOLDS = {
-    "min_identity": 0.3,  # ArcFace cosine; the paper's Table 1 has 0.47-0.54 for faithful methods
-    "min_fidelity_psnr": 20.0,  # dB between D(restored) and the LQ input
-    "max_judge_distance": 0.6,  # dlib's own same-person threshold
-}
 NUMERIC_FIELDS = ("identity_sim", "judge_distance", "fidelity_psnr")
 
-__all__ = ["FLAGS", "DEFAULT_THRESHOLDS", "image_report", "summarise", "write_report",
+__all__ = ["FLAGS", "image_report", "summarise", "write_report",
            "read_report", "read_reports", "fidelity_psnr", "dlib_judge"]
 
 
@@ -101,7 +96,7 @@ def image_report(*, restored01, lq01, degrade_fn: Callable[[Any], Any],
                  identity_sim: float | None = None, judge_distance: float | None = None,
                  expression_seen: str | None = None, expression_requested: str | None = None,
                  final_losses: Mapping[str, float] | None = None,
-                 thresholds: Mapping[str, float | None] | None = None,
+                 thresholds: Mapping[str, float | None],
                  name: str | None = None) -> dict:
   """The report of one restored image (see the module docstring for every field).
 
@@ -113,11 +108,12 @@ def image_report(*, restored01, lq01, degrade_fn: Callable[[Any], Any],
     judge_distance: dlib descriptor distance restored vs reference (:func:`dlib_judge`), or None.
     expression_seen / expression_requested: expression names, or None.
     final_losses: loss name -> value at the last step.
-    thresholds: overrides of :data:`DEFAULT_THRESHOLDS` (a None value disables a check).
+    thresholds: ``min_identity``, ``min_fidelity_psnr``, ``max_judge_distance`` (the run
+      config's ``report`` section; None or absent disables a check).
     name: the image's name (file stem), stored when given.
   """
-  limits = dict(DEFAULT_THRESHOLDS)
-  limits.update(thresholds or {})
+  limits = {k: thresholds.get(k) for k in ("min_identity", "min_fidelity_psnr",
+                                           "max_judge_distance")}
   restored = np.asarray(restored01, np.float32)
   finite_image = bool(np.all(np.isfinite(restored)))
   fidelity = fidelity_psnr(restored, lq01, degrade_fn)
@@ -203,52 +199,14 @@ def summarise(reports: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------ JSON I/O
 
 
-def _jsonable(x):
-  """Non-finite floats -> 'nan' / 'inf' / '-inf'; numpy scalars and arrays -> Python values."""
-  if isinstance(x, Mapping):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return _jsonable(x.tolist())
-  if isinstance(x, (np.generic,)):
-    x = x.item()
-  if isinstance(x, float) and not math.isfinite(x):
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-  return x
-
-
-def _from_json(x):
-  if isinstance(x, dict):
-    return {k: _from_json(v) for k, v in x.items()}
-  if isinstance(x, list):
-    return [_from_json(v) for v in x]
-  if x in ("nan", "inf", "-inf"):
-    return float(x)
-  return x
-
-
-def dumps(obj: Any) -> str:
-  """Strict JSON text of a report (or any tree of them), non-finite floats as strings."""
-  return json.dumps(_jsonable(obj), indent=1, sort_keys=True, allow_nan=False)
-
-
 def write_report(path: str | os.PathLike, report: Mapping) -> None:
   """Writes one report as strict JSON, atomically."""
-  atomic_write(path, (dumps(report) + "\n").encode())
+  files.write_json(path, report)
 
 
 def read_report(path: str | os.PathLike) -> dict:
-  """Reads a report written by :func:`write_report`; one-line ValueError naming the file."""
-  path = os.fspath(path)
-  try:
-    with open(path) as f:
-      data = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path}: unreadable report ({str(e).splitlines()[0]})") from None
-  if not isinstance(data, dict):
-    raise ValueError(f"{path}: not a report (holds a {type(data).__name__})")
-  return _from_json(data)
+  """Reads a report written by :func:`write_report`; one-line UnreadableFileError."""
+  return files.read_json(path)
 
 
 def read_reports(folder: str | os.PathLike) -> dict[str, dict]:

@@ -1,0 +1,325 @@
+"""The three stages of restoring one batch, each a function you can call and test alone.
+
+    prepare(ctx, items)        -> (rows, failures)   pixels, expressions, references, directions
+    solve(ctx, rows, size)     -> Result             pad, optimise, shift by γ, render, embed
+    finish(ctx, result)        -> [Outcome]          reports and files of every image
+
+Items, rows and results are frozen; no stage writes the manifest (the run loop in
+:mod:`sair_jax.pipeline.run` does, from the failures, results and outcomes). A problem with one
+image is an :class:`~sair_jax.errors.InputError` that becomes that image's failure; anything
+else propagates.
+
+:class:`Context` holds what every stage reads: the config, the networks, the static objective,
+the output folder, the device mesh and the solvers compiled so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import zlib
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from sair_jax.core import batching, degradation, losses, objective, solver
+from sair_jax.errors import ConfigError, InputError
+from sair_jax.face import masks
+from sair_jax.io.images import ImageIOError, read_image, resize_square
+from sair_jax.pipeline import inputs, outputs, references, report
+from sair_jax.pipeline.networks import Networks
+from sair_jax.pipeline.outputs import log
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One image ready to optimise."""
+  item: inputs.Item  # as restored: inferred expression and pool reference filled in
+  lq: np.ndarray  # [h, w, 3] in [0, 1]
+  reference: references.Reference
+  direction: np.ndarray  # [L, D] expression direction (zeros when none)
+  expression_on: float  # 1.0 when an expression is requested and available
+  pool_choice: dict | None = None  # {'reference', 'similarity'} in pool mode
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """One optimised batch, on the host; ``rows`` are the real images (padding dropped)."""
+  rows: tuple[Row, ...]
+  size: int  # compiled batch size (padding included)
+  w_out: np.ndarray  # [n, L, D] final codes (γ shift included)
+  bad: np.ndarray  # [n] the loss became non-finite
+  history: dict  # {term: [steps, n]}, with 'total'
+  gammas: np.ndarray  # [n] output shift applied along the direction
+  restored: np.ndarray  # [n, H, W, 3] in [0, 1]
+  ref_embedding: np.ndarray  # [n, E] ArcFace of the references
+  out_embedding: np.ndarray  # [n, E] ArcFace of the restored faces
+  seconds: float
+  compile_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+  """What happened to one image of a result."""
+  name: str
+  finished: bool
+  reason: str | None = None  # one line, when not finished
+  pool_choice: dict | None = None
+
+
+def image_seed(config, name: str) -> int:
+  """Per-image seed from the run seed and the file name (independent of batch composition)."""
+  return (zlib.crc32(name.encode()) + 7919 * int(config.solver.seed)) % (2**31)
+
+
+class Context:
+  """What the stages of one run read: config, networks, objective, folder, mesh, solvers."""
+
+  def __init__(self, config, nets: Networks, folder: outputs.RunFolder, mesh=None):
+    g = nets.g
+    lq_size = int(config.data.lq_size)
+    if lq_size <= 0 or g.resolution % lq_size:
+      raise ConfigError(f"config.data.lq_size={lq_size} does not divide the generator's "
+                        f"resolution {g.resolution}")
+    self.config, self.nets, self.folder = config, nets, folder
+    self.lq_size, self.factor = lq_size, g.resolution // lq_size
+    self.mesh = solver.batch_mesh() if mesh is None else mesh
+    self.n_devices = self.mesh.devices.size
+    self.spec = objective.spec_from_config(config, nets, self.factor)
+    self.references = references.References(config, nets, folder, self.mesh)
+    self._solvers: dict[bool, solver.Solver] = {}
+    self._pool = None
+    spec = self.spec
+    self.embed = jax.jit(jax.vmap(lambda p, im: objective.embed(spec, p, im), in_axes=(None, 0)))
+
+  @property
+  def solver(self) -> solver.Solver:
+    return self.solver_for(self.spec.remat)
+
+  def solver_for(self, remat: bool) -> solver.Solver:
+    """The solver with rematerialisation on or off (both share the parameters on device)."""
+    if remat not in self._solvers:
+      cfg = self.config.solver
+      spec = dataclasses.replace(self.spec, remat=bool(remat))
+      params = (next(iter(self._solvers.values())).params if self._solvers
+                else self.nets.params())
+      self._solvers[remat] = solver.Solver(spec, params, steps=cfg.steps, lr=cfg.lr,
+                                           schedule=cfg.schedule, mesh=self.mesh)
+    return self._solvers[remat]
+
+  def use_remat(self, remat: bool) -> None:
+    self.spec = dataclasses.replace(self.spec, remat=bool(remat))
+
+  def embed_faces(self, faces01) -> np.ndarray:
+    """ArcFace features of faces [B, S, S, 3] in [0, 1], resized to the generator's size."""
+    res = self.nets.g.resolution
+    x = np.stack([resize_square(np.asarray(f), res) for f in faces01])
+    return np.asarray(self.embed(self.solver.params, jnp.asarray(x)))
+
+  def pool(self) -> tuple[list[str], np.ndarray]:
+    """Pool mode: the pool's photos and their embeddings (computed once, cached on disk)."""
+    if self._pool is None:
+      from sair_jax.pipeline import reference_pool
+      paths = inputs.list_images(self.config.data.reference_pool)
+      if not paths:
+        raise ConfigError(f"{self.config.data.reference_pool}: the reference pool is empty")
+      model_id = f"{self.config.checkpoints.arcface}|{self.spec.identity_variant}"
+      emb = reference_pool.embed_pool(
+          paths, self.embed_faces, model_id=model_id, log=log, size=self.nets.g.resolution,
+          cache=os.path.join(self.folder.root, "cache", "pool.npz"))
+      self._pool = (paths, emb)
+    return self._pool
+
+
+# ------------------------------------------------------------------------------------ prepare
+
+
+def load_lq(ctx: Context, item: inputs.Item) -> np.ndarray:
+  """The LQ pixels of one item, [h, w, 3] in [0, 1] (InputError when unreadable or mis-sized)."""
+  img = read_image(item.lq)
+  if img.shape[:2] != (ctx.lq_size, ctx.lq_size):
+    raise InputError(f"{item.lq}: LQ is {img.shape[1]}x{img.shape[0]}, expected "
+                     f"{ctx.lq_size}x{ctx.lq_size} (config.data.lq_size)")
+  return img
+
+
+def direction(ctx: Context, item: inputs.Item) -> tuple[np.ndarray, float]:
+  """The expression direction an item asks for, and whether the expression term is on."""
+  g, directions = ctx.nets.g, ctx.nets.directions
+  if item.expression is None or directions is None:
+    return np.zeros((g.n_latent, g.w_dim), np.float32), 0.0
+  d = np.asarray(directions.get(item.expression), np.float32)  # UnavailableDirection: per image
+  if d.shape != (g.n_latent, g.w_dim):
+    raise ConfigError(f"{ctx.config.checkpoints.directions}: direction '{item.expression}' "
+                      f"has shape {d.shape}, the generator needs ({g.n_latent}, {g.w_dim})")
+  return d, 1.0
+
+
+def prepare(ctx: Context, items: list[inputs.Item]
+            ) -> tuple[list[Row], list[inputs.Failure]]:
+  """Loads pixels, infers expressions, picks pool references, resolves references to W+."""
+  cfg = ctx.config
+  failures: list[inputs.Failure] = []
+  loaded: list[tuple[inputs.Item, np.ndarray]] = []
+  for item in items:
+    try:
+      loaded.append((item, load_lq(ctx, item)))
+    except InputError as e:
+      failures.append(inputs.Failure(item.name, str(e)))
+  if not loaded:
+    return [], failures
+  lq = np.stack([x for _, x in loaded])
+  if cfg.expression.mode == "infer":
+    from sair_jax.face.expression import infer_expression
+    labels = infer_expression(lq, ctx.nets.expression).labels
+    loaded = [(dataclasses.replace(it, expression=str(e)), x)
+              for (it, x), e in zip(loaded, labels)]
+  choices: dict[str, dict] = {}
+  if cfg.data.reference_pool:
+    from sair_jax.pipeline import reference_pool
+    paths, emb = ctx.pool()
+    pick = reference_pool.select_references(lq, emb, ctx.embed_faces,
+                                            size=ctx.nets.g.resolution)
+    chosen = []
+    for (it, x), i, sim in zip(loaded, pick.index[:, 0], pick.similarity[:, 0]):
+      choices[it.name] = {"reference": paths[int(i)], "similarity": float(sim)}
+      chosen.append((dataclasses.replace(it, reference=paths[int(i)]), x))
+    loaded = chosen
+  refs, ref_failures = ctx.references.resolve([it for it, _ in loaded])
+  failures += ref_failures
+  rows = []
+  for item, x in loaded:
+    if item.name not in refs:
+      continue
+    try:
+      d, on = direction(ctx, item)
+    except InputError as e:
+      failures.append(inputs.Failure(item.name, str(e)))
+      continue
+    rows.append(Row(item, x, refs[item.name], d, on, choices.get(item.name)))
+  return rows, failures
+
+
+# -------------------------------------------------------------------------------------- solve
+
+
+def face_masks(ctx: Context, images01: np.ndarray) -> np.ndarray:
+  """Face masks [B, S, S] of images in [0, 1], at the histogram's resolution."""
+  size = ctx.spec.histogram_size
+  small = np.stack([resize_square(im, size, Image.BILINEAR) for im in images01])
+  return masks.face_masks(small, value_range=(0.0, 1.0)).masks
+
+
+def solve(ctx: Context, rows: list[Row], size: int,
+          progress: Callable[[int, str], None] | None = None) -> Result:
+  """Optimises ``rows`` padded to ``size`` images; writes nothing.
+
+  ``progress(step, line)`` is called after every compiled chunk (the steps done and a line
+  with the mean loss and each term).
+  """
+  cfg, sol = ctx.config, ctx.solver
+  hs, n = ctx.spec.histogram_size, len(rows)
+  pad = lambda a: batching.pad_batch(np.asarray(a), size)  # noqa: E731
+  lq = pad(np.stack([r.lq for r in rows]))
+  ref_img = pad(np.stack([r.reference.image for r in rows]))
+  w_ref = pad(np.stack([r.reference.w for r in rows]))
+  direction_ = pad(np.stack([r.direction for r in rows]))
+  on = pad(np.asarray([r.expression_on for r in rows], np.float32))
+  lq_hist = np.stack([resize_square(x, hs) for x in lq])
+  emb = ctx.embed(sol.params, jnp.asarray(ref_img))
+  seeds = pad(np.asarray([image_seed(cfg, r.item.name) for r in rows], np.uint32))
+  target = sol.shard(objective.make_target(lq, emb, w_ref, direction_, on, lq_hist, hs))
+  state = sol.init(w_ref, seeds)
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+
+  def on_phase(step, state, target):
+    current = np.asarray(jax.device_get(sol.render(state.w, keys)))
+    m = np.asarray(face_masks(ctx, current), np.float32)
+    return sol.shard(target.replace(mask=jnp.asarray(m),
+                                    histogram_on=jnp.ones_like(target.histogram_on)))
+
+  def on_chunk(step, hist, seconds):
+    if progress is not None:
+      terms = " ".join(f"{k} {np.mean(v[-1][:n]):.4g}" for k, v in hist.terms.items())
+      progress(step, f"step {step}/{cfg.solver.steps}  loss {np.mean(hist.total[-1][:n]):.4g}"
+                     f"  ({terms})  {seconds:.1f}s")
+
+  t0 = time.perf_counter()
+  compile_before = sum(sol.compile_seconds.values())
+  use_hist = ctx.spec.weight("histogram") > 0
+  state, history, _ = solver.optimise(
+      sol, state, target, chunk=cfg.solver.chunk, on_phase=on_phase if use_hist else None,
+      phase_start=cfg.loss.histogram_start, phase_every=cfg.loss.mask_every, progress=on_chunk)
+  w = np.asarray(jax.device_get(state.w))
+  gammas = np.asarray([cfg.expression.gammas.get(r.item.expression or "", 0.0)
+                       if cfg.expression.output_shift and r.expression_on else 0.0
+                       for r in rows], np.float32)
+  w_out = w.copy()
+  w_out[:n] += gammas[:, None, None] * direction_[:n]
+  restored = np.asarray(jax.device_get(sol.render(jnp.asarray(w_out), keys)))
+  out_emb = np.asarray(ctx.embed(sol.params, jnp.asarray(restored)))
+  return Result(
+      rows=tuple(rows), size=size, w_out=w_out[:n],
+      bad=np.asarray(jax.device_get(state.bad))[:n],
+      history={k: v[:, :n] for k, v in history.items()}, gammas=gammas,
+      restored=restored[:n], ref_embedding=np.asarray(emb)[:n], out_embedding=out_emb[:n],
+      seconds=time.perf_counter() - t0,
+      compile_seconds=sum(sol.compile_seconds.values()) - compile_before)
+
+
+# ------------------------------------------------------------------------------------- finish
+
+
+def _judge(ctx: Context, restored01: np.ndarray, reference01: np.ndarray) -> float | None:
+  """dlib descriptor distance (the independent judge); None untrained or without dlib."""
+  if ctx.nets.untrained:
+    return None
+  return report.dlib_judge(restored01, reference01)
+
+
+def finish(ctx: Context, result: Result) -> list[Outcome]:
+  """Reports and writes every image of ``result``; the restored PNG last (the finished mark).
+
+  An image whose loss became non-finite is not written (its outcome says why). A failed write
+  raises :class:`~sair_jax.io.files.OutputError` and ends the run; images finished before it
+  keep every file.
+  """
+  cfg, g = ctx.config, ctx.nets.g
+  dparams = ctx.spec.degradation
+  outcomes = []
+  for i, row in enumerate(result.rows):
+    item = row.item
+    if result.bad[i]:
+      first = int(np.argmax(~np.isfinite(result.history["total"][:, i])))
+      outcomes.append(Outcome(item.name, False, f"{item.lq}: loss became non-finite at step "
+                                                f"{first}; result not written"))
+      continue
+    restored = result.restored[i]
+    final = {k: float(v[-1, i]) for k, v in result.history.items()}
+    sim = float(losses.cosine_similarity(result.ref_embedding[i], result.out_embedding[i]))
+    rep = report.image_report(
+        restored01=restored, lq01=row.lq,
+        degrade_fn=lambda x: degradation.degrade(jnp.asarray(x), dparams),
+        identity_sim=sim, judge_distance=_judge(ctx, restored, row.reference.image),
+        expression_requested=item.expression, final_losses=final,
+        thresholds=dict(cfg.report), name=item.name)
+    rep.update(reference_method=row.reference.method, expression_gamma=float(result.gammas[i]),
+               untrained_networks=ctx.nets.untrained, pool_choice=row.pool_choice)
+    panels = [resize_square(row.lq, g.resolution, Image.BICUBIC), row.reference.image, restored]
+    if item.gt:
+      try:
+        panels.append(read_image(item.gt))
+      except ImageIOError as e:
+        log(f"warning: {e} (GT left out of the strip)")
+    ctx.folder.write_result(
+        item.name, restored=restored, latent=result.w_out[i], strip_panels=panels,
+        losses={"steps": cfg.solver.steps, "terms": {k: v[:, i].tolist()
+                                                      for k, v in result.history.items()},
+                "final": final, "weights": dict(ctx.spec.weights)},
+        report=rep, reference=row.reference.image)
+    outcomes.append(Outcome(item.name, True, pool_choice=row.pool_choice))
+  return outcomes

@@ -1,0 +1,76 @@
+"""The run's three stages called one by one, in process, on the smoke networks."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from configs import smoke
+from sair_jax.errors import ConfigError
+from sair_jax.io.images import write_image
+from sair_jax.pipeline import inputs, outputs, stages
+from sair_jax.pipeline.networks import untrained_networks
+from sair_jax.pipeline.run import _smoke_inputs
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+  config = smoke.get_config()
+  config.output = str(tmp_path_factory.mktemp("stages") / "out")
+  config.solver.steps, config.solver.chunk = 4, 2
+  config.projection.steps = 2
+  config.loss.histogram_start, config.loss.mask_every = 2, 2
+  nets = untrained_networks(config)
+  _smoke_inputs(config, nets)
+  return stages.Context(config, nets, outputs.RunFolder(config.output))
+
+
+def test_items_are_frozen(ctx):
+  items, failures = inputs.discover(ctx.config)
+  assert [it.name for it in items] == ["face0", "face1", "face2"] and not failures
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    items[0].expression = "happy"
+
+
+def test_prepare_solve_finish(ctx, tmp_path):
+  items, _ = inputs.discover(ctx.config)
+  wrong = tmp_path / "wrong.png"
+  write_image(wrong, np.zeros((20, 20, 3)))
+  bad = dataclasses.replace(items[1], name="wrong", lq=str(wrong))
+  rows, failures = stages.prepare(ctx, [items[0], bad, items[2]])
+  assert [r.item.name for r in rows] == ["face0", "face2"]
+  assert [f.name for f in failures] == ["wrong"] and "20x20" in failures[0].reason
+  assert rows[0].reference.method == "projection" and rows[0].lq.shape == (8, 8, 3)
+
+  lines = []
+  # padded to 4, results for 2
+  result = stages.solve(ctx, rows, 4, progress=lambda step, line: lines.append((step, line)))
+  assert result.size == 4 and result.w_out.shape[0] == 2 and result.restored.shape[0] == 2
+  assert result.history["total"].shape == (4, 2) and not result.bad.any()
+  assert [s for s, _ in lines] == [ctx.config.solver.chunk * (i + 1) for i in range(len(lines))]
+  assert lines[-1][0] == ctx.config.solver.steps
+  assert lines[-1][1].startswith(f"step {ctx.config.solver.steps}/{ctx.config.solver.steps}")
+  # solve wrote nothing
+  assert not any(os.scandir(os.path.join(ctx.folder.root, "restored")))
+
+  outcomes = stages.finish(ctx, result)
+  assert [(o.name, o.finished) for o in outcomes] == [("face0", True), ("face2", True)]
+  assert ctx.folder.done("face0") and ctx.folder.done("face2") and not ctx.folder.done("face1")
+  np.testing.assert_allclose(np.load(os.path.join(ctx.folder.root, "latents", "face2.npy")),
+                             result.w_out[1])
+  assert not os.path.exists(ctx.folder.manifest_path)  # only the run loop writes it
+
+  # A non-finite image is reported, not written.
+  bad_result = dataclasses.replace(result, bad=np.asarray([True, False]))
+  os.remove(os.path.join(ctx.folder.root, "restored", "face0.png"))
+  outcomes = stages.finish(ctx, bad_result)
+  assert not outcomes[0].finished and "non-finite" in outcomes[0].reason
+  assert not ctx.folder.done("face0")
+
+
+def test_context_refuses_an_lq_size_that_does_not_divide(ctx):
+  config = ctx.config.copy_and_resolve_references()
+  config.data.lq_size = 24
+  with pytest.raises(ConfigError, match="lq_size=24"):
+    stages.Context(config, ctx.nets, ctx.folder, mesh=ctx.mesh)
