@@ -33,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 import known_answer  # noqa: E402  (tests/known_answer.py: the test's problem)
 from configs import default, x32  # noqa: E402
-from sair_jax import run  # noqa: E402
+from sair_jax.pipeline import run  # noqa: E402
 from sair_jax.core import objective
 from sair_jax.io.images import read_image  # noqa: E402
 from sair_jax.nets import stylegan2  # noqa: E402

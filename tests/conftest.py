@@ -1,9 +1,23 @@
-"""Shared test helpers: fixture paths. Tests run on the CPU."""
+"""Shared test helpers: fixture paths. Tests run on the CPU.
 
+The session shares one persistent XLA compilation cache (a fresh temporary folder, inherited by
+the commands the tests start): most end-to-end tests run the same small programs in new
+processes, and compiling them once instead of in every process is most of the suite's time.
+Programs are keyed by their full HLO and compile options, so a cached one is the same program.
+Set ``SAIR_TEST_JAX_CACHE=0`` to compile everything afresh.
+"""
+
+import os
 import pathlib
+import tempfile
 
-import numpy as np
-import pytest
+if os.environ.get("SAIR_TEST_JAX_CACHE", "1") != "0":
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="sair_jax_xla_"))
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"

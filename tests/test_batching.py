@@ -149,7 +149,7 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch,
   seen = []
 
   def run_chunk(self, state, target, n):
-    if "prior" not in dict(self.spec.weights):  # the reference projection: not this test's
+    if "histogram" not in dict(self.spec.weights):  # the reference projection: not this test's
       return original(self, state, target, n)
     seen.append(state.w.shape[0])
     if state.w.shape[0] > 2:
