@@ -41,10 +41,7 @@ def generator_resolution(config) -> int:
     return networks.SMOKE_G.resolution
   path = config.checkpoints.stylegan2
   meta = checkpoint.read_meta(path, stylegan2.KIND)
-  try:
-    return int(meta["arch"]["resolution"])
-  except (KeyError, TypeError, ValueError):
-    raise checkpoint.CheckpointError(f"{path}: meta.json has no generator resolution") from None
+  return checkpoint.arch_from_meta(path, stylegan2.Arch, meta.get("arch", {})).resolution
 
 
 def record(output: str, section: str, value, manifest: dict | None = None) -> dict:

@@ -56,7 +56,8 @@ def stem(path: str) -> str:
   return os.path.splitext(os.path.basename(path))[0]
 
 
-def _find_by_stem(folder: str, names: Iterable[str], extensions) -> str | None:
+def find_by_stem(folder: str, names: Iterable[str], extensions) -> str | None:
+  """``folder/NAME.EXT`` for the first of ``names`` and ``extensions`` (either case) found."""
   for name in names:
     for ext in extensions:
       for candidate in (name + ext, name + ext.upper()):
@@ -64,6 +65,18 @@ def _find_by_stem(folder: str, names: Iterable[str], extensions) -> str | None:
         if os.path.isfile(path):
           return path
   return None
+
+
+def lq_factor(lq_size: int, resolution: int) -> int:
+  """The downsampling factor from the generator's side to ``config.data.lq_size``.
+
+  Raises :class:`ConfigError` when ``lq_size`` does not divide ``resolution``.
+  """
+  lq_size = int(lq_size)
+  if lq_size <= 0 or resolution % lq_size:
+    raise ConfigError(f"config.data.lq_size={lq_size} does not divide the generator's "
+                      f"resolution {resolution}")
+  return resolution // lq_size
 
 
 def _candidate_stems(name: str) -> list[str]:
@@ -138,10 +151,10 @@ def discover(config) -> tuple[list[Item], list[Failure]]:
     if not os.path.isdir(data.references):
       raise ConfigError(f"{data.references}: no such folder (config.data.references)")
     for name in lq:
-      reference[name] = _find_by_stem(data.references, _candidate_stems(name),
+      reference[name] = find_by_stem(data.references, _candidate_stems(name),
                                       tuple(IMAGE_EXTENSIONS) + LATENT_EXTENSIONS)
 
-  gt = {name: _find_by_stem(data.gt, [name], tuple(IMAGE_EXTENSIONS)) if data.gt else None
+  gt = {name: find_by_stem(data.gt, [name], tuple(IMAGE_EXTENSIONS)) if data.gt else None
         for name in lq}
   expression = _expressions(config, list(lq))
   for name, e in csv_expression.items():  # a pairs CSV's third column wins

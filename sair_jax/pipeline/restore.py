@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 
 from sair_jax.errors import ConfigError
-from sair_jax.pipeline import derived, known_answer, networks, outputs, run, tfds_source, wild
+from sair_jax.pipeline import (derived, inputs, known_answer, networks, outputs, run,
+                               tfds_source, wild)
 
 SOURCES = ("photos", "tfds", "known_answer", "test_set")
 SMOKE_INPUTS = "smoke_inputs"  # <output>/smoke_inputs: the known-answer problem
@@ -67,14 +68,11 @@ def restore_tfds(config) -> dict:
   """
   data = config.data
   resolution = derived.generator_resolution(config)
-  lq_size = int(data.lq_size)
-  if lq_size < 1 or resolution % lq_size:
-    raise ConfigError(f"config.data.lq_size={lq_size} does not divide the generator's "
-                      f"resolution {resolution}")
+  factor = inputs.lq_factor(data.lq_size, resolution)
   preset = data.tfds_preset
   if preset not in ("x32", "x8"):
     raise ConfigError(f"config.data.tfds_preset={preset!r}: expected x32 or x8")
-  options = {"factor": resolution // lq_size} if preset == "x32" else {"lq_size": lq_size}
+  options = {"factor": factor} if preset == "x32" else {"lq_size": resolution // factor}
   src = tfds_source.open_source(data.tfds, os.path.expanduser(data.tfds_dir) or None,
                                 image_key=data.tfds_image_key or None)
   root = os.path.join(config.output, TFDS_INPUTS)
@@ -102,12 +100,9 @@ def restore_known_answer(config) -> dict:
   """
   networks.check_checkpoints(config)  # e.g. an expression classifier: fail before any work
   g = networks.untrained_networks(config).g  # the generator the run builds from this config
-  lq_size = int(config.data.lq_size)
-  if lq_size < 1 or g.resolution % lq_size:
-    raise ConfigError(f"config.data.lq_size={lq_size} does not divide the smoke generator's "
-                      f"resolution {g.resolution}")
+  factor = inputs.lq_factor(config.data.lq_size, g.resolution)
   n = int(config.get("smoke_images", 3))
-  problem = known_answer.build_problem(g, n, g.resolution // lq_size, seed=config.solver.seed)
+  problem = known_answer.build_problem(g, n, factor, seed=config.solver.seed)
   root = os.path.join(config.output, SMOKE_INPUTS)
   known_answer.write_problem(root, problem, reference="latent", ref_dir="references")
   manifest = run.run(derived.derived_config(

@@ -80,13 +80,9 @@ class Context:
   """What the stages of one run read: config, networks, objective, folder, mesh, solvers."""
 
   def __init__(self, config, nets: Networks, folder: outputs.RunFolder, mesh=None):
-    g = nets.g
-    lq_size = int(config.data.lq_size)
-    if lq_size <= 0 or g.resolution % lq_size:
-      raise ConfigError(f"config.data.lq_size={lq_size} does not divide the generator's "
-                        f"resolution {g.resolution}")
     self.config, self.nets, self.folder = config, nets, folder
-    self.lq_size, self.factor = lq_size, g.resolution // lq_size
+    self.factor = inputs.lq_factor(config.data.lq_size, nets.g.resolution)
+    self.lq_size = nets.g.resolution // self.factor
     self.mesh = solver.batch_mesh() if mesh is None else mesh
     self.n_devices = self.mesh.devices.size
     self.spec = objective.spec_from_config(config, nets, self.factor)

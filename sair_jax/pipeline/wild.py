@@ -166,16 +166,6 @@ def find_photos(paths: list[str], *, resolution: int, min_face: float,
 # ------------------------------------------------------------------------------------------
 
 
-def _by_file_name(folder: str, name: str) -> str | None:
-  """``folder/NAME.ext`` for an image or W+ extension, or None."""
-  for ext in tuple(images.IMAGE_EXTENSIONS) + inputs.LATENT_EXTENSIONS:
-    for candidate in (name + ext, name + ext.upper()):
-      path = os.path.join(folder, candidate)
-      if os.path.isfile(path):
-        return path
-  return None
-
-
 def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
   """(line number, cells) of a CSV's non-empty rows, a header row left out."""
   if not os.path.isfile(path):
@@ -227,7 +217,8 @@ def pair_references(config, photos: list[Photo]) -> Pairing:
       raise UserError(f"{data.references}: no such folder (config.data.references)")
     refs, expressions, problems = {}, {}, []
     for p in photos:
-      ref = _by_file_name(data.references, p.name) if p.faces else None
+      ref = inputs.find_by_stem(data.references, [p.name], tuple(images.IMAGE_EXTENSIONS)
+                                 + inputs.LATENT_EXTENSIONS) if p.faces else None
       refs.update({n: ref for n in p.face_names() if ref})
   for p in photos:
     missing = [n for n in p.face_names() if n not in refs]
