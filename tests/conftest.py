@@ -42,3 +42,16 @@ def rel_err(got, want) -> float:
   """The golden tests' error measure: max |got - want| / max |want| (float64)."""
   got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
   return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def jaxpr_equations(jaxpr, primitive: str) -> list:
+  """Every equation of ``primitive`` in a jaxpr, those of nested jaxprs (scan, jit, custom
+  derivatives) included."""
+  import jax.extend  # noqa: PLC0415  (`import jax` alone does not load jax.extend)
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == primitive:
+      found.append(eqn)
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      found += jaxpr_equations(sub, primitive)
+  return found

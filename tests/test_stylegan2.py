@@ -5,12 +5,11 @@ import sys
 
 import chex
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture, rel_err
+from conftest import fixture, jaxpr_equations, rel_err
 from converters import stylegan2 as sg2_converter
 from sair_jax.io import checkpoint
 from sair_jax.nets import stylegan2
@@ -52,17 +51,6 @@ def test_folded_upconv_gives_the_same_golden_outputs(g32, ref):
   assert rel_err(img, ref["img_w"].transpose(0, 2, 3, 1)) <= RTOL
 
 
-def _conv_eqns(jaxpr):
-  """Every conv_general_dilated equation of a (closed) jaxpr, sub-jaxprs included."""
-  found = []
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == "conv_general_dilated":
-      found.append(eqn)
-    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-      found += _conv_eqns(sub)
-  return found
-
-
 @pytest.mark.parametrize("remat", [False, True])
 def test_separable_upconv_multiplies_no_zeros(remat):
   """Forward and gradient to W+: plain stride-1 convs only, and XLA's FLOP count equals the
@@ -75,7 +63,8 @@ def test_separable_upconv_multiplies_no_zeros(remat):
     return stylegan2.synthesis_fn(params, buffers, arch, w, "const", remat=remat, upconv=upconv)
 
   grad = lambda upconv: jax.grad(lambda w: jnp.sum(synth(w, upconv)))
-  convs = _conv_eqns(jax.make_jaxpr(grad("separable"))(ws).jaxpr)
+  convs = jaxpr_equations(jax.make_jaxpr(grad("separable"))(ws).jaxpr,
+                          "conv_general_dilated")
   assert len(convs) >= 2 * 3 * len(arch.block_resolutions())  # forward and backward convs
   for eqn in convs:
     assert set(eqn.params["lhs_dilation"]) == {1} and set(eqn.params["rhs_dilation"]) == {1}

@@ -16,17 +16,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sair_jax.nets.conv import conv2d
+
 # PyTorch's bicubic kernel (F.interpolate, mode='bicubic') uses Keys' cubic convolution with
 # a = -0.75, not the a = -0.5 of PIL/Matlab.
 TORCH_BICUBIC_A = -0.75
 
 
+class Conv(nn.Module):
+  """torch ``Conv2d`` (square kernel, symmetric zero padding) on NHWC with an HWIO ``kernel``.
+
+  The parameters are nn.Conv's (``kernel``, ``bias``), so converters fill them the same way;
+  the convolution is :func:`sair_jax.nets.conv.conv2d`, whose gradient XLA compiles well
+  inside the solver's loop.
+  """
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0  # explicit, as torch: never 'SAME' (which pads (0, 1) for even inputs at s2)
+  use_bias: bool = False
+
+  @nn.compact
+  def __call__(self, x):  # [B, H, W, I] -> [B, H', W', features]
+    k = self.kernel_size
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.features))
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    pad = (self.padding, self.padding)
+    y = conv2d(x.astype(dtype), kernel.astype(dtype), self.stride, (pad, pad))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+    return y
+
+
 def conv(features: int, kernel_size: int, stride: int = 1, padding: int = 0,
-         use_bias: bool = False, name: str | None = None) -> nn.Conv:
-  """torch ``Conv2d`` as a Flax conv: explicit symmetric padding (never 'SAME', which pads
-  (0, 1) for even inputs with stride 2 where torch pads (1, 1))."""
-  return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
-                 padding=((padding, padding), (padding, padding)), use_bias=use_bias, name=name)
+         use_bias: bool = False, name: str | None = None) -> Conv:
+  """torch ``Conv2d(.., kernel_size, stride, padding, bias=use_bias)`` as a Flax module."""
+  return Conv(features, kernel_size, stride, padding, use_bias, name=name)
 
 
 class BatchNorm(nn.Module):

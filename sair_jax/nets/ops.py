@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from sair_jax.nets.conv import conv2d
+
 SQRT2 = math.sqrt(2.0)
-_DN = ("NHWC", "HWIO", "NHWC")
 
 
 def lrelu_gain(x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
@@ -89,7 +90,7 @@ def _upconv_polyphase(x: jax.Array, kernel: jax.Array, lo: int) -> jax.Array:
   b, h, w, _ = x.shape
   cout = kernel.shape[-1]
   pad = (-first, last)  # x[m + first .. m + last] for every m in [0, H)
-  y = lax.conv_general_dilated(x, stacked, (1, 1), (pad, pad), dimension_numbers=_DN)
+  y = conv2d(x, stacked, 1, (pad, pad))
   y = y.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5)  # [B, H, p, W, q, O]
   return y.reshape(b, 2 * h, 2 * w, cout)
 
@@ -198,7 +199,7 @@ def transposed_conv2x_phases(x: jax.Array, weight: jax.Array) -> list[list[jax.A
       # phase p reads x[m - j] with tap p + 2j: as a correlation, the taps in reverse order.
       sub = weight[p::2, q::2][::-1, ::-1]  # [n_p, n_q, I, O]
       pads = ((n_taps[p] - 1,) * 2, (n_taps[q] - 1,) * 2)
-      row.append(lax.conv_general_dilated(x, sub, (1, 1), pads, dimension_numbers=_DN))
+      row.append(conv2d(x, sub, 1, pads))
     phases.append(row)
   return phases
 
@@ -253,8 +254,7 @@ def modulated_conv2d(
   x = x * styles[:, None, None, :].astype(dtype)
   if up_fir is None:
     pad = k // 2
-    out = lax.conv_general_dilated(
-        x, weight.astype(dtype), (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=_DN)
+    out = conv2d(x, weight.astype(dtype), 1, ((pad, pad), (pad, pad)))
   else:
     f = up_fir.shape[0]
     # rosinality's Blur after the transposed conv: p = f - 2 - (k - 1), pad ((p+1)//2 + 1, p//2 + 1)
