@@ -134,6 +134,12 @@ def get_config(objective: str = "paper"):
   c.solver.max_batch = 32  # auto never goes beyond this
   c.solver.memory_budget_gib = 0.0  # > 0: memory per device for auto (0: the device's own)
   c.solver.chunk = 50  # steps per compiled call (progress is reported between chunks)
+  # Per-image early stopping (0: off): an image leaves the batch, and the next one takes its
+  # slot, once its mean total loss over the last stop_window steps (0: one chunk) improved by
+  # less than stop_tol (relative) on the window before, after at least stop_min_steps steps.
+  c.solver.stop_tol = 0.0
+  c.solver.stop_min_steps = 0
+  c.solver.stop_window = 0
   # 'auto' = sair_jax/core/backend_defaults.py: bfloat16 on GPUs, float32 elsewhere (W+, Adam
   # and the losses are float32 either way).
   c.solver.compute_dtype = "auto"

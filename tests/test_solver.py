@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from sair_jax.core import objective, solver
+from sair_jax.core import objective, slots, solver
 from sair_jax.pipeline.networks import untrained_networks
 
 
@@ -29,9 +29,13 @@ def setup():
 
 
 def _run(sol, target, w_ref, seeds, chunk):
-  state = sol.init(w_ref, seeds)
-  state, history, _ = solver.optimise(sol, state, sol.shard(target), chunk=chunk)
-  return np.asarray(state.w), history
+  """Every image for sol.steps steps in one batch: (w [B, L, D], {term: [steps, B]})."""
+  target = jax.tree_util.tree_map(np.asarray, target)
+  jobs = [slots.Job(i, np.asarray(w_ref[i]), jax.tree_util.tree_map(lambda a, i=i: a[i], target),
+                    int(seed)) for i, seed in enumerate(seeds)]
+  done = slots.run_all(sol, jobs, len(jobs), chunk=chunk)
+  history = {k: np.stack([f.history[k] for f in done], axis=1) for k in done[0].history}
+  return np.stack([f.w for f in done]), history
 
 
 def test_each_image_is_optimised_independently(setup):
@@ -57,20 +61,30 @@ def test_chunking_does_not_change_the_result_and_does_not_retrace(setup):
   assert sol._run_chunk._cache_size() == 0  # never traced again through the jit cache
 
 
-def test_a_nan_image_is_frozen_and_the_others_go_on(setup):
+def test_a_nan_image_is_frozen_and_leaves_and_the_others_go_on(setup):
   sol, target, w_ref = setup
   bad_lq = target.lq.at[0].set(jnp.nan)
-  w, hist = _run(sol, target.replace(lq=bad_lq), w_ref, np.arange(3), chunk=3)
   state = sol.init(w_ref, np.arange(3))
   state, _ = sol.run_chunk(state, sol.shard(target.replace(lq=bad_lq)), 3)
   assert np.asarray(state.bad).tolist() == [True, False, False]
-  np.testing.assert_array_equal(w[0], np.asarray(w_ref[0]))  # never updated
+  np.testing.assert_array_equal(np.asarray(state.w)[0], np.asarray(w_ref[0]))  # never updated
+  target_np = jax.tree_util.tree_map(np.asarray, target.replace(lq=bad_lq))
+  jobs = [slots.Job(i, np.asarray(w_ref[i]), jax.tree_util.tree_map(lambda a, i=i: a[i],
+                                                                    target_np), i)
+          for i in range(3)]
+  done = slots.run_all(sol, jobs, 3, chunk=3)
+  assert [f.bad for f in done] == [True, False, False]
+  assert [f.steps for f in done] == [3, 6, 6]  # the bad image left after its first chunk
+  np.testing.assert_array_equal(done[0].w, np.asarray(w_ref[0]))
   w_good, _ = _run(sol, target, w_ref, np.arange(3), chunk=3)
-  np.testing.assert_allclose(w[1:], w_good[1:], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.stack([f.w for f in done[1:]]), w_good[1:], rtol=1e-5,
+                             atol=1e-6)
 
 
-def test_chunk_plan_starts_phases_on_chunk_boundaries():
-  assert solver.chunk_plan(10, 4) == [(0, 4), (4, 4), (8, 2)]
-  assert solver.chunk_plan(10, 4, [6]) == [(0, 4), (4, 2), (6, 4)]
-  plan = solver.chunk_plan(400, 50, range(200, 400, 50))
-  assert sum(n for _, n in plan) == 400 and {200, 250, 300, 350} <= {s for s, _ in plan}
+def test_chunk_lengths_stop_at_phase_starts_and_the_last_step():
+  assert slots.chunk_length([0], 4, [], 10) == 4
+  assert slots.chunk_length([8], 4, [], 10) == 2
+  assert slots.chunk_length([4], 4, [6], 10) == 2
+  assert slots.chunk_length([6, 0], 4, [6], 10) == 4
+  assert slots.chunk_length([150, 0], 50, range(200, 400, 50), 400) == 50
+  assert slots.chunk_length([180], 50, range(200, 400, 50), 400) == 20

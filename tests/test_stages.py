@@ -44,13 +44,18 @@ def test_prepare_solve_finish(ctx, tmp_path):
   assert rows[0].reference.method == "projection" and rows[0].lq.shape == (8, 8, 3)
 
   lines = []
-  # padded to 4, results for 2
-  result = stages.solve(ctx, rows, 4, progress=lambda step, line: lines.append((step, line)))
-  assert result.size == 4 and result.w_out.shape[0] == 2 and result.restored.shape[0] == 2
-  assert result.history["total"].shape == (4, 2) and not result.bad.any()
-  assert [s for s, _ in lines] == [ctx.config.solver.chunk * (i + 1) for i in range(len(lines))]
-  assert lines[-1][0] == ctx.config.solver.steps
-  assert lines[-1][1].startswith(f"step {ctx.config.solver.steps}/{ctx.config.solver.steps}")
+  # 4 slots, 2 images: both finish together, in one result
+  results = list(stages.solve(ctx, [rows], 4,
+                              on_chunk=lambda line, active: lines.append((line, active))))
+  assert len(results) == 1
+  result = results[0]
+  assert result.w_out.shape[0] == 2 and result.restored.shape[0] == 2
+  assert result.histories[0]["total"].shape == (4,) and not result.bad.any()
+  assert result.steps.tolist() == [4, 4]
+  chunk, steps = ctx.config.solver.chunk, ctx.config.solver.steps
+  assert [active for _, active in lines] == [[("face0", chunk * (i + 1)), ("face2", chunk * (i + 1))]
+                                             for i in range(len(lines))]
+  assert lines[-1][0].startswith(f"step {steps}/{steps}")
   # solve wrote nothing
   assert not any(os.scandir(os.path.join(ctx.folder.root, "restored")))
 

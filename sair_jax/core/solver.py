@@ -2,8 +2,9 @@
 
 The per-image step (loss, gradient, Adam update) is written for ONE image and ``jax.vmap``-ed
 over the batch; ``lax.scan`` runs a chunk of steps inside one compiled program with the state
-buffers donated. The host sees only chunk boundaries, where it reports progress and, for the
-histogram term, recomputes the face masks of the current results (phases).
+buffers donated. The host sees only chunk boundaries, where :mod:`sair_jax.core.slots` reports
+progress, recomputes the face masks of the histogram term (phases), and lets finished images
+leave the batch and waiting ones enter it.
 
 The batch axis is sharded over the local devices of a :class:`jax.sharding.Mesh`; every other
 array (network parameters) is replicated. Images never interact, so sharding changes nothing
@@ -13,7 +14,7 @@ but where each image is computed.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -194,49 +195,3 @@ class Solver:
     if keys is None:
       keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(w.shape[0], dtype=jnp.uint32))
     return self._render(self.params, w, keys)
-
-
-def chunk_plan(steps: int, chunk: int, phase_starts=()) -> list[tuple[int, int]]:
-  """(start, length) of every chunk, split so that each phase start begins a chunk."""
-  cuts = sorted({0, steps, *[s for s in phase_starts if 0 < s < steps]})
-  plan = []
-  for a, b in zip(cuts[:-1], cuts[1:]):
-    for s in range(a, b, chunk):
-      plan.append((s, min(chunk, b - s)))
-  return plan
-
-
-def optimise(solver: Solver, state: State, target: objective.Target, *, chunk: int,
-             on_phase: Callable[[int, State, objective.Target], objective.Target] | None = None,
-             phase_every: int | None = None, phase_start: int | None = None,
-             progress: Callable[[int, History, float], None] | None = None,
-             ) -> tuple[State, dict, np.ndarray]:
-  """Runs ``solver.steps`` steps in chunks.
-
-  ``on_phase(step, state, target) -> target`` is called before the chunk starting at
-  ``phase_start`` and then every ``phase_every`` steps (host-side mask updates).
-  ``progress(step_done, history, seconds)`` is called after each chunk.
-
-  Returns the final state, the per-step history on the host ({term: [steps, B]}, with
-  'total'), and the per-step totals.
-  """
-  starts = []
-  if on_phase is not None and phase_start is not None:
-    every = phase_every or solver.steps
-    starts = list(range(phase_start, solver.steps, every))
-  plan = chunk_plan(solver.steps, chunk, starts)
-  totals, terms = [], {}
-  for start, n in plan:
-    if start in starts:
-      target = on_phase(start, state, target)
-    t0 = time.perf_counter()
-    state, hist = solver.run_chunk(state, target, n)
-    hist = jax.device_get(hist)
-    totals.append(hist.total)
-    for k, v in hist.terms.items():
-      terms.setdefault(k, []).append(v)
-    if progress is not None:
-      progress(start + n, hist, time.perf_counter() - t0)
-  history = {k: np.concatenate(v, axis=0) for k, v in terms.items()}
-  history["total"] = np.concatenate(totals, axis=0)
-  return state, history, history["total"]

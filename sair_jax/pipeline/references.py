@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax.core import batching, degradation, objective, solver
+from sair_jax.core import batching, degradation, objective, slots, solver
 from sair_jax.errors import ConfigError, InputError
 from sair_jax.io import files
 from sair_jax.io.images import read_image, resize_square
@@ -165,8 +165,10 @@ class References:
     x = jnp.asarray(batching.pad_batch(images, padded))
     lq = degradation.bicubic_downsample(x, factor) if factor > 1 else x
     emb = jax.vmap(lambda im: objective.embed(spec, sol.params, im))(x)
-    w0 = jnp.broadcast_to(g.w_avg, (padded, g.n_latent, g.w_dim))
-    target = objective.make_target(lq, emb, w0, None, None, None, 8)
-    state = sol.init(w0, np.arange(padded))
-    state, _, _ = solver.optimise(sol, state, sol.shard(target), chunk=cfg.solver.chunk)
-    return np.asarray(jax.device_get(state.w))[:b]
+    w0 = np.broadcast_to(np.asarray(g.w_avg), (b, g.n_latent, g.w_dim))
+    target = jax.tree_util.tree_map(
+        np.asarray, objective.make_target(lq[:b], emb[:b], w0, None, None, None, 8))
+    jobs = [slots.Job(i, w0[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target), i)
+            for i in range(b)]
+    done = slots.run_all(sol, jobs, padded, chunk=int(cfg.solver.chunk))
+    return np.stack([f.w for f in done])

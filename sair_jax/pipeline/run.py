@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax.core import batching, degradation, objective
+from sair_jax.core import batching, degradation, objective, slots
 from sair_jax.errors import ConfigError
 from sair_jax.pipeline import inputs, outputs, progress, report, stages
 from sair_jax.pipeline.networks import Networks, load_networks
@@ -57,13 +57,10 @@ def init_distributed(config) -> tuple[int, int]:
 # ------------------------------------------------------------------------------ batch sizes
 
 
-def _first_chunk(config, spec) -> int:
-  from sair_jax.core import solver
-  starts = ()
-  if spec.weight("histogram") > 0:
-    every = config.loss.mask_every or config.solver.steps
-    starts = range(config.loss.histogram_start, config.solver.steps, every)
-  return solver.chunk_plan(config.solver.steps, config.solver.chunk, starts)[0][1]
+def _first_chunk(ctx: stages.Context) -> int:
+  """The length of the first compiled chunk (the program the batch planner measures)."""
+  cfg = ctx.config.solver
+  return slots.chunk_length([0], int(cfg.chunk), ctx.phase_starts, int(cfg.steps))
 
 
 def plan_batch(ctx: stages.Context, n_pending: int) -> tuple[int, dict | None]:
@@ -76,7 +73,7 @@ def plan_batch(ctx: stages.Context, n_pending: int) -> tuple[int, dict | None]:
   if int(cfg.batch_size) > 0 or n_pending == 0:
     return batching.round_up(max(1, int(cfg.batch_size)), ctx.n_devices), None
   budget, source = batching.memory_budget(float(cfg.memory_budget_gib))
-  chunk = _first_chunk(ctx.config, ctx.spec)
+  chunk = _first_chunk(ctx)
   peak = lambda size, remat: ctx.solver_for(remat).program_stats(size, chunk).peak_bytes  # noqa
   # One group (a set no larger than the cap) is run at its own size: nothing to bucket.
   max_size = min(int(cfg.max_batch), batching.round_up(n_pending, ctx.n_devices))
@@ -94,32 +91,37 @@ def plan_batch(ctx: stages.Context, n_pending: int) -> tuple[int, dict | None]:
   return plan.size, dict(plan.to_json(), budget=source)
 
 
-def run_size(ctx: stages.Context, n: int, batch: int, done: list[dict]) -> int:
-  """Compiled size for ``n`` images: the full batch or a smaller bucket (see batching)."""
-  image_steps = sum(b["batch"] * b["steps"] for b in done)
+def _measured(ctx: stages.Context, done: list[dict]) -> dict:
+  """Seconds per image-step and per compilation so far (batching.choose_size's inputs)."""
+  image_steps = sum(b["image_steps"] for b in done)
   run_s = sum(b["seconds"] - b["compile_seconds"] for b in done)
   compiles = list(ctx.solver.compile_seconds.values())
-  sizes = {size for size, _ in ctx.solver.compile_seconds}
-  return batching.choose_size(
-      n, batch, n_devices=ctx.n_devices, compiled=sizes,
-      seconds_per_image_step=run_s / image_steps if image_steps else None,
-      compile_seconds=sum(compiles) / len(compiles) if compiles else None,
-      steps=int(ctx.config.solver.steps))
+  return dict(n_devices=ctx.n_devices, compiled={size for size, _ in ctx.solver.compile_seconds},
+              seconds_per_image_step=run_s / image_steps if image_steps else None,
+              compile_seconds=sum(compiles) / len(compiles) if compiles else None)
+
+
+def run_size(ctx: stages.Context, n: int, batch: int, done: list[dict]) -> int:
+  """Compiled size for ``n`` images: the full batch or a smaller bucket (see batching)."""
+  return batching.choose_size(n, batch, steps=int(ctx.config.solver.steps),
+                              **_measured(ctx, done))
 
 
 # ---------------------------------------------------------------------------------- manifest
 
 
-def _timing(ctx: stages.Context, result: stages.Result, flops: dict) -> dict:
-  """The manifest's record of one solved batch (compute spent per image, padding included)."""
-  n, size, steps = len(result.rows), result.size, int(ctx.config.solver.steps)
+def _timing(ctx: stages.Context, size: int, images: int, image_steps: int, seconds: float,
+            compile_seconds: float, flops: dict) -> dict:
+  """The manifest's record of one solver stream (compute spent per image, padding included)."""
   if size not in flops:
-    flops[size] = ctx.solver.step_flops(size)
-  return {"images": n, "batch": size, "steps": steps, "seconds": round(result.seconds, 3),
-          "compile_seconds": round(result.compile_seconds, 3),
-          "seconds_per_image": round(result.seconds / n, 3),
-          "image_steps_per_image": round(size * steps / n, 3),
-          "gflop_per_image": round(flops[size] * steps / n / 1e9, 3)}
+    flops[size] = ctx.solver.step_flops(size) / size  # per image-step
+  n = max(images, 1)
+  return {"images": images, "batch": size, "steps": int(ctx.config.solver.steps),
+          "image_steps": int(image_steps), "seconds": round(seconds, 3),
+          "compile_seconds": round(compile_seconds, 3),
+          "seconds_per_image": round(seconds / n, 3),
+          "image_steps_per_image": round(image_steps / n, 3),
+          "gflop_per_image": round(flops[size] * image_steps / n / 1e9, 3)}
 
 
 def _totals(manifest: dict, seconds: float) -> None:
@@ -129,8 +131,7 @@ def _totals(manifest: dict, seconds: float) -> None:
   timings["total_seconds"] = round(seconds, 3)
   if images:
     timings["seconds_per_image"] = round(sum(b["seconds"] for b in done) / images, 3)
-    timings["image_steps_per_image"] = round(sum(b["batch"] * b["steps"] for b in done)
-                                             / images, 3)
+    timings["image_steps_per_image"] = round(sum(b["image_steps"] for b in done) / images, 3)
     timings["gflop_per_image"] = round(sum(b["gflop_per_image"] * b["images"] for b in done)
                                        / images, 3)
 
@@ -194,6 +195,7 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
       "finished": [n for n in previous.get("finished", []) if folder.done(n)],
       "failures": {f.name: f.reason for f in early_failures},
       "pool_choices": {}, "timings": {"batches": []},
+      "steps": {n: s for n, s in previous.get("steps", {}).items() if folder.done(n)},
   }
   pending = [it for it in items if not folder.done(it.name)]
   for it in items:
@@ -206,10 +208,12 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
   if plan:
     manifest["batch_plan"] = plan
   log(f"{len(items)} image(s): {len(items) - len(pending)} already restored, {len(pending)} to "
-      f"do in {-(-len(pending) // batch)} batch(es) of {batch} on {ctx.n_devices} device(s)")
+      f"do, {batch} at a time on {ctx.n_devices} device(s)")
   folder.write_manifest(manifest)
   flops: dict[int, float] = {}
-  start, k = 0, 0
+  steps = int(config.solver.steps)
+  waiting = list(pending)  # items not yet prepared
+  given: dict[str, stages.Row] = {}  # rows handed to the solver and not finished yet
   handled, t_work = 0, time.perf_counter()  # images finished or failed in this run
 
   def report_progress(done: float, line: str = "") -> None:
@@ -217,56 +221,78 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
     manifest["progress"] = p.record
     log(f"{line}  [{p.line}]" if line else p.line)
 
-  while start < len(pending):
-    chunk = pending[start:start + batch]  # the batch may shrink after an out-of-memory
-    start, k = start + len(chunk), k + 1
-    total = k + -(-(len(pending) - start) // batch)
-    rows, failures = stages.prepare(ctx, chunk)
-    for f in failures:
-      manifest["failures"][f.name] = f.reason
-      log(f"failed {f.name}: {f.reason}")
-    handled += len(failures)
-    queue = [rows] if rows else []
-    while queue:
-      rows = queue.pop(0)
-      size = run_size(ctx, len(rows), batch, manifest["timings"]["batches"])
-      steps = int(config.solver.steps)
-      on_chunk = lambda step, line, n=len(rows): report_progress(  # noqa: E731
-          handled + n * step / steps, f"[batch {k}/{total}] {line}")
-      try:
-        result = stages.solve(ctx, rows, size, progress=on_chunk)
-      except Exception as e:  # pylint: disable=broad-except
-        if not batching.is_out_of_memory(e):
-          raise
-        smaller = batching.halve(size, ctx.n_devices)
-        manifest.setdefault("oom_retries", []).append(
-            {"batch": size, "retry_batch": smaller, "images": [r.item.name for r in rows]})
-        if smaller is None:
-          log(f"out of device memory even at batch {size}: {len(rows)} image(s) not restored")
-          for r in rows:
-            manifest["failures"][r.item.name] = (
-                f"{r.item.lq}: out of device memory at batch {size} (try "
-                "solver.compute_dtype=bfloat16 or solver.remat=True)")
-          handled += len(rows)
-          continue
-        log(f"out of device memory at batch {size}: retrying these {len(rows)} image(s) in "
+  def groups(size: int, retry: list[stages.Row]):
+    """Rows for the solver, ``size`` at a time: rows to retry first, then new items."""
+    nonlocal handled
+    for i in range(0, len(retry), size):
+      yield retry[i:i + size]
+    while waiting:
+      take = waiting[:size]
+      del waiting[:size]
+      rows, failures = stages.prepare(ctx, take)
+      for f in failures:
+        manifest["failures"][f.name] = f.reason
+        log(f"failed {f.name}: {f.reason}")
+      handled += len(failures)
+      given.update((r.item.name, r) for r in rows)
+      if rows:
+        yield rows
+
+  def on_chunk(line: str, active: list) -> None:
+    report_progress(handled + sum(s / steps for _, s in active), line)
+
+  def shrink(active: int, size: int, steps_left: int) -> int:
+    return batching.choose_size(active, size, steps=steps_left,
+                                **_measured(ctx, manifest["timings"]["batches"]))
+
+  retry: list[stages.Row] = []
+  size = run_size(ctx, min(len(pending), batch), batch, manifest["timings"]["batches"])
+  while retry or waiting:
+    t_stream, compile_before = time.perf_counter(), sum(ctx.solver.compile_seconds.values())
+    streams, finished_here, stream_size = [], 0, size
+    try:
+      for result in stages.solve(ctx, groups(size, retry), size, on_chunk=on_chunk,
+                                 shrink=shrink, started=streams.append):
+        for o in stages.finish(ctx, result):
+          given.pop(o.name, None)
+          if o.finished:
+            manifest["finished"].append(o.name)
+            manifest["failures"].pop(o.name, None)
+            manifest["steps"][o.name] = o.steps
+            if o.pool_choice:
+              manifest["pool_choices"][o.name] = o.pool_choice
+          else:
+            manifest["failures"][o.name] = o.reason
+            log(f"failed {o.name}: {o.reason}")
+        handled += len(result.rows)
+        finished_here += len(result.rows)
+        report_progress(handled)
+        folder.write_manifest(manifest)
+      retry = []
+    except Exception as e:  # pylint: disable=broad-except
+      if not batching.is_out_of_memory(e):
+        raise
+      retry = list(given.values())  # in flight or prepared: nothing finished is lost
+      smaller = batching.halve(size, ctx.n_devices)
+      manifest.setdefault("oom_retries", []).append(
+          {"batch": size, "retry_batch": smaller, "images": [r.item.name for r in retry]})
+      if smaller is None:
+        log(f"out of device memory even at batch {size}: {len(retry)} image(s) not restored")
+        for r in retry:
+          manifest["failures"][r.item.name] = (
+              f"{r.item.lq}: out of device memory at batch {size} (try "
+              "solver.compute_dtype=bfloat16 or solver.remat=True)")
+        handled += len(retry)
+        given.clear()
+        retry = []
+      else:
+        log(f"out of device memory at batch {size}: retrying {len(retry)} image(s) in "
             f"batches of {smaller}, and using batches of at most {smaller} from now on")
-        batch = min(batch, smaller)
-        queue[:0] = [rows[i:i + smaller] for i in range(0, len(rows), smaller)]
-        continue
-      manifest["timings"]["batches"].append(_timing(ctx, result, flops))
-      for o in stages.finish(ctx, result):
-        if o.finished:
-          manifest["finished"].append(o.name)
-          manifest["failures"].pop(o.name, None)
-          if o.pool_choice:
-            manifest["pool_choices"][o.name] = o.pool_choice
-        else:
-          manifest["failures"][o.name] = o.reason
-          log(f"failed {o.name}: {o.reason}")
-      handled += len(rows)
-      report_progress(handled)
-      folder.write_manifest(manifest)
+        size = smaller
+    if streams:
+      manifest["timings"]["batches"].append(_timing(
+          ctx, stream_size, finished_here, streams[0].image_steps, time.perf_counter() - t_stream,
+          sum(ctx.solver.compile_seconds.values()) - compile_before, flops))
     folder.write_manifest(manifest)
   reports = report.read_reports(os.path.join(config.output, "reports"))
   manifest["report_summary"] = report.summarise(list(reports.values()))

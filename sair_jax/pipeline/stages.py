@@ -1,7 +1,8 @@
 """The three stages of restoring one batch, each a function you can call and test alone.
 
     prepare(ctx, items)        -> (rows, failures)   pixels, expressions, references, directions
-    solve(ctx, rows, size)     -> Result             pad, optimise, shift by γ, render, embed
+    solve(ctx, groups, size)   -> Results, as images finish: optimise in ``size`` slots
+                                  (sair_jax.core.slots), shift by γ, render, embed
     finish(ctx, result)        -> [Outcome]          reports and files of every image
 
 Items, rows and results are frozen; no stage writes the manifest (the run loop in
@@ -19,14 +20,14 @@ import dataclasses
 import os
 import time
 import zlib
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from sair_jax.core import batching, degradation, losses, objective, solver
+from sair_jax.core import batching, degradation, losses, objective, slots, solver
 from sair_jax.errors import ConfigError, InputError
 from sair_jax.face import masks
 from sair_jax.io.images import ImageIOError, read_image, resize_square
@@ -48,18 +49,16 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-  """One optimised batch, on the host; ``rows`` are the real images (padding dropped)."""
+  """Images that left the solver together (between two compiled chunks), on the host."""
   rows: tuple[Row, ...]
-  size: int  # compiled batch size (padding included)
   w_out: np.ndarray  # [n, L, D] final codes (γ shift included)
   bad: np.ndarray  # [n] the loss became non-finite
-  history: dict  # {term: [steps, n]}, with 'total'
+  histories: tuple[dict, ...]  # per image {term: [steps taken]}, with 'total'
+  steps: np.ndarray  # [n] steps each image took (fewer than solver.steps: stopped early)
   gammas: np.ndarray  # [n] output shift applied along the direction
   restored: np.ndarray  # [n, H, W, 3] in [0, 1]
   ref_embedding: np.ndarray  # [n, E] ArcFace of the references
   out_embedding: np.ndarray  # [n, E] ArcFace of the restored faces
-  seconds: float
-  compile_seconds: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +68,7 @@ class Outcome:
   finished: bool
   reason: str | None = None  # one line, when not finished
   pool_choice: dict | None = None
+  steps: int | None = None  # optimisation steps it took
 
 
 def image_seed(config, name: str) -> int:
@@ -109,6 +109,24 @@ class Context:
 
   def use_remat(self, remat: bool) -> None:
     self.spec = dataclasses.replace(self.spec, remat=bool(remat))
+
+  @property
+  def phase_starts(self) -> list[int]:
+    """Steps before which an image's face mask is recomputed (the histogram term's phases)."""
+    cfg = self.config
+    if self.spec.weight("histogram") <= 0:
+      return []
+    return list(range(int(cfg.loss.histogram_start), int(cfg.solver.steps),
+                      int(cfg.loss.mask_every) or int(cfg.solver.steps)))
+
+  @property
+  def stop_rule(self) -> slots.StopRule | None:
+    """Per-image early stopping from ``solver.stop_*`` (None when ``stop_tol`` is 0)."""
+    cfg = self.config.solver
+    if float(cfg.stop_tol) <= 0:
+      return None
+    return slots.StopRule(float(cfg.stop_tol), int(cfg.stop_min_steps),
+                          int(cfg.stop_window) or int(cfg.chunk))
 
   def embed_faces(self, faces01) -> np.ndarray:
     """ArcFace features of faces [B, S, S, 3] in [0, 1], resized to the generator's size."""
@@ -210,61 +228,102 @@ def face_masks(ctx: Context, images01: np.ndarray) -> np.ndarray:
   return masks.face_masks(small, value_range=(0.0, 1.0)).masks
 
 
-def solve(ctx: Context, rows: list[Row], size: int,
-          progress: Callable[[int, str], None] | None = None) -> Result:
-  """Optimises ``rows`` padded to ``size`` images; writes nothing.
+def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
+  """The solver's jobs for ``rows`` (at most ``size``): targets, starting codes, seeds.
 
-  ``progress(step, line)`` is called after every compiled chunk (the steps done and a line
-  with the mean loss and each term).
+  The references are embedded in one batch padded to ``size`` (one compiled shape).
+  """
+  cfg, sol, hs = ctx.config, ctx.solver, ctx.spec.histogram_size
+  n = len(rows)
+  ref_img = batching.pad_batch(np.stack([r.reference.image for r in rows]), size)
+  emb = np.asarray(ctx.embed(sol.params, jnp.asarray(ref_img)))[:n]
+  lq = np.stack([r.lq for r in rows])
+  w_ref = np.stack([r.reference.w for r in rows])
+  target = objective.make_target(
+      lq, emb, w_ref, np.stack([r.direction for r in rows]),
+      np.asarray([r.expression_on for r in rows], np.float32),
+      np.stack([resize_square(x, hs) for x in lq]), hs)
+  target = jax.tree_util.tree_map(np.asarray, target)
+  return [slots.Job(r.item.name, w_ref[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
+                    image_seed(cfg, r.item.name)) for i, r in enumerate(rows)]
+
+
+def solve(ctx: Context, groups: Iterable[list[Row]], size: int, *,
+          on_chunk: Callable[[str, list], None] | None = None,
+          shrink: Callable[[int, int, int], int] | None = None,
+          started: Callable[[slots.Stream], None] | None = None) -> Iterator[Result]:
+  """Optimises the rows of ``groups`` in ``size`` slots; yields a Result as images finish.
+
+  Rows are pulled group by group as slots free up (so ``groups`` may prepare lazily). An image
+  leaves when it has taken ``solver.steps`` steps, when its loss has converged
+  (:attr:`Context.stop_rule`), or when its loss became non-finite; the next image takes its
+  slot. Writes nothing.
+
+  ``on_chunk(line, slots)`` is called after every compiled chunk with a line (mean loss and
+  each term over the images in the batch) and the (name, steps taken) of every image in it.
+  ``shrink(active, size, steps left)``: see :class:`sair_jax.core.slots.Stream`. ``started(stream)`` is
+  called with the stream before it runs (its ``in_flight`` jobs are what a failure interrupts).
   """
   cfg, sol = ctx.config, ctx.solver
-  hs, n = ctx.spec.histogram_size, len(rows)
-  pad = lambda a: batching.pad_batch(np.asarray(a), size)  # noqa: E731
-  lq = pad(np.stack([r.lq for r in rows]))
-  ref_img = pad(np.stack([r.reference.image for r in rows]))
-  w_ref = pad(np.stack([r.reference.w for r in rows]))
-  direction_ = pad(np.stack([r.direction for r in rows]))
-  on = pad(np.asarray([r.expression_on for r in rows], np.float32))
-  lq_hist = np.stack([resize_square(x, hs) for x in lq])
-  emb = ctx.embed(sol.params, jnp.asarray(ref_img))
-  seeds = pad(np.asarray([image_seed(cfg, r.item.name) for r in rows], np.uint32))
-  target = sol.shard(objective.make_target(lq, emb, w_ref, direction_, on, lq_hist, hs))
-  state = sol.init(w_ref, seeds)
-  keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+  by_name: dict[str, tuple[Row, np.ndarray]] = {}  # rows in flight, with their reference's ArcFace
 
-  def on_phase(step, state, target):
-    current = np.asarray(jax.device_get(sol.render(state.w, keys)))
-    m = np.asarray(face_masks(ctx, current), np.float32)
-    return sol.shard(target.replace(mask=jnp.asarray(m),
-                                    histogram_on=jnp.ones_like(target.histogram_on)))
+  def pending_jobs():
+    for group in groups:
+      for row, job in zip(group, jobs(ctx, group, size)):
+        by_name[row.item.name] = (row, np.asarray(job.target.ref_embedding))
+        yield job
 
-  def on_chunk(step, hist, seconds):
-    if progress is not None:
-      terms = " ".join(f"{k} {np.mean(v[-1][:n]):.4g}" for k, v in hist.terms.items())
-      progress(step, f"step {step}/{cfg.solver.steps}  loss {np.mean(hist.total[-1][:n]):.4g}"
-                     f"  ({terms})  {seconds:.1f}s")
+  def refresh(state, target, due):
+    current = np.asarray(jax.device_get(sol.render(state.w, state.key)))
+    target = jax.device_get(target)
+    mask = np.array(target.mask, copy=True)
+    mask[due] = face_masks(ctx, current[due])
+    on = np.array(target.histogram_on, copy=True)
+    on[due] = 1.0
+    return target.replace(mask=mask, histogram_on=on)
 
-  t0 = time.perf_counter()
-  compile_before = sum(sol.compile_seconds.values())
-  use_hist = ctx.spec.weight("histogram") > 0
-  state, history, _ = solver.optimise(
-      sol, state, target, chunk=cfg.solver.chunk, on_phase=on_phase if use_hist else None,
-      phase_start=cfg.loss.histogram_start, phase_every=cfg.loss.mask_every, progress=on_chunk)
-  w = np.asarray(jax.device_get(state.w))
+  def report(hist, seconds, active):
+    if on_chunk is not None:
+      cols = [slot for slot, _, _ in active]
+      mean = lambda v: float(np.mean(np.asarray(v)[-1][cols]))  # noqa: E731
+      terms = " ".join(f"{k} {mean(v):.4g}" for k, v in hist.terms.items())
+      lo, hi = min(s for _, _, s in active), max(s for _, _, s in active)
+      at = f"step {hi}" if lo == hi else f"steps {lo}-{hi}"
+      on_chunk(f"{at}/{cfg.solver.steps}  loss {mean(hist.total):.4g}  ({terms})  "
+               f"{seconds:.1f}s", [(name, steps) for _, name, steps in active])
+
+  stream = slots.Stream(sol, pending_jobs(), size, chunk=int(cfg.solver.chunk),
+                        phase_starts=ctx.phase_starts, refresh=refresh, stop=ctx.stop_rule,
+                        shrink=shrink, on_chunk=report)
+  if started is not None:
+    started(stream)
+  for finished in stream:
+    rows, ref_embedding = zip(*[by_name.pop(f.key) for f in finished])
+    yield render_results(ctx, list(rows), np.stack(ref_embedding), finished, size)
+
+
+def render_results(ctx: Context, rows: list[Row], ref_embedding: np.ndarray,
+                   finished: list[slots.Finished], size: int) -> Result:
+  """γ shift, render and embed images that left the solver (padded to a bucket <= size)."""
+  cfg, sol = ctx.config, ctx.solver
+  n = len(rows)
   gammas = np.asarray([cfg.expression.gammas.get(r.item.expression or "", 0.0)
                        if cfg.expression.output_shift and r.expression_on else 0.0
                        for r in rows], np.float32)
-  w_out = w.copy()
-  w_out[:n] += gammas[:, None, None] * direction_[:n]
-  restored = np.asarray(jax.device_get(sol.render(jnp.asarray(w_out), keys)))
-  out_emb = np.asarray(ctx.embed(sol.params, jnp.asarray(restored)))
+  w_out = np.stack([f.w for f in finished])
+  w_out += gammas[:, None, None] * np.stack([r.direction for r in rows])
+  bucket = min(size, batching.bucket(n, ctx.n_devices))
+  keys = jax.vmap(jax.random.PRNGKey)(
+      jnp.asarray([image_seed(cfg, r.item.name) for r in rows], jnp.uint32))
+  restored = np.asarray(jax.device_get(sol.render(
+      jnp.asarray(batching.pad_batch(w_out, bucket)),
+      jnp.asarray(batching.pad_batch(np.asarray(keys), bucket)))))
+  emb = ctx.embed(sol.params, jnp.asarray(restored))
   return Result(
-      rows=tuple(rows), size=size, w_out=w_out[:n],
-      bad=np.asarray(jax.device_get(state.bad))[:n],
-      history={k: v[:, :n] for k, v in history.items()}, gammas=gammas,
-      restored=restored[:n], ref_embedding=np.asarray(emb)[:n], out_embedding=out_emb[:n],
-      seconds=time.perf_counter() - t0,
-      compile_seconds=sum(sol.compile_seconds.values()) - compile_before)
+      rows=tuple(rows), w_out=w_out, bad=np.asarray([f.bad for f in finished]),
+      histories=tuple(f.history for f in finished),
+      steps=np.asarray([f.steps for f in finished]), gammas=gammas, restored=restored[:n],
+      ref_embedding=ref_embedding, out_embedding=np.asarray(emb)[:n])
 
 
 # ------------------------------------------------------------------------------------- finish
@@ -289,13 +348,14 @@ def finish(ctx: Context, result: Result) -> list[Outcome]:
   outcomes = []
   for i, row in enumerate(result.rows):
     item = row.item
+    history = result.histories[i]
     if result.bad[i]:
-      first = int(np.argmax(~np.isfinite(result.history["total"][:, i])))
+      first = int(np.argmax(~np.isfinite(history["total"])))
       outcomes.append(Outcome(item.name, False, f"{item.lq}: loss became non-finite at step "
                                                 f"{first}; result not written"))
       continue
     restored = result.restored[i]
-    final = {k: float(v[-1, i]) for k, v in result.history.items()}
+    final = {k: float(v[-1]) for k, v in history.items()}
     sim = float(losses.cosine_similarity(result.ref_embedding[i], result.out_embedding[i]))
     rep = report.image_report(
         restored01=restored, lq01=row.lq,
@@ -313,9 +373,10 @@ def finish(ctx: Context, result: Result) -> list[Outcome]:
         log(f"warning: {e} (GT left out of the strip)")
     ctx.folder.write_result(
         item.name, restored=restored, latent=result.w_out[i], strip_panels=panels,
-        losses={"steps": cfg.solver.steps, "terms": {k: v[:, i].tolist()
-                                                      for k, v in result.history.items()},
+        losses={"steps": int(result.steps[i]), "max_steps": int(cfg.solver.steps),
+                "terms": {k: v.tolist() for k, v in history.items()},
                 "final": final, "weights": dict(ctx.spec.weights)},
         report=rep, reference=row.reference.image)
-    outcomes.append(Outcome(item.name, True, pool_choice=row.pool_choice))
+    outcomes.append(Outcome(item.name, True, pool_choice=row.pool_choice,
+                            steps=int(result.steps[i])))
   return outcomes
