@@ -45,6 +45,52 @@ OBJECTIVES = {
 }
 
 
+# How the optimisation runs (config.recipe), over the objective's weights and term variants.
+# 'standard': the objective's own optimiser (the paper's constant lr 0.1, the authors' cosine
+# ramp), 400 steps from the reference's w_z. 'fast': see benchmarks/convergence.py and README
+# "Speed". A recipe's step count moves the histogram phases with it: their place in the run
+# (the objective's histogram_start and mask_every out of 400 steps) is kept.
+STANDARD_STEPS = 400
+RECIPES = {
+    "standard": {
+        "solver.steps": STANDARD_STEPS, "solver.lr": 0.1, "solver.chunk": 50,
+        "solver.start": "reference", "solver.stop_tol": 0.0,
+    },
+    "fast": {
+        "solver.steps": 100, "solver.lr": 0.03, "solver.schedule": "constant",
+        "solver.chunk": 25, "solver.start": "reference_coarse", "solver.stop_tol": 0.0,
+    },
+}
+_PHASES = ("solver.schedule", "loss.histogram_start", "loss.mask_every")
+
+
+def _set(c: ml_collections.ConfigDict, path: str, value, keep) -> None:
+  if path not in keep:
+    group, field = path.split(".")
+    c[group][field] = value
+
+
+def apply_recipe(c: ml_collections.ConfigDict, keep=()) -> ml_collections.ConfigDict:
+  """Writes the settings of the recipe ``c.recipe`` into ``c`` (in place; returned).
+
+  The lr schedule and the histogram phases start from the objective's (``c.objective``), the
+  phases scaled to the recipe's step count (multiples of its chunk). Fields whose dotted path
+  is in ``keep`` are left alone.
+  """
+  if c.recipe not in RECIPES:
+    raise ValueError(f"config.recipe={c.recipe!r}: expected one of {sorted(RECIPES)}")
+  fields = dict({p: OBJECTIVES[c.objective][p] for p in _PHASES}, **RECIPES[c.recipe])
+  steps, chunk = fields["solver.steps"], fields["solver.chunk"]
+  for path in ("loss.histogram_start", "loss.mask_every"):
+    scaled = fields[path] * steps / STANDARD_STEPS
+    fields[path] = int(round(scaled / chunk)) * chunk if scaled else 0
+  if OBJECTIVES[c.objective]["loss.mask_every"]:  # a refresh period is at least one chunk
+    fields["loss.mask_every"] = max(fields["loss.mask_every"], chunk)
+  for path, value in fields.items():
+    _set(c, path, value, keep)
+  return c
+
+
 def apply_objective(c: ml_collections.ConfigDict, keep=()) -> ml_collections.ConfigDict:
   """Writes the settings of the objective ``c.objective`` into ``c`` (in place; returned).
 
@@ -53,13 +99,11 @@ def apply_objective(c: ml_collections.ConfigDict, keep=()) -> ml_collections.Con
   if c.objective not in OBJECTIVES:
     raise ValueError(f"config.objective={c.objective!r}: expected one of {sorted(OBJECTIVES)}")
   for path, value in OBJECTIVES[c.objective].items():
-    if path not in keep:
-      group, field = path.split(".")
-      c[group][field] = value
+    _set(c, path, value, keep)
   return c
 
 
-def get_config(objective: str = "paper"):
+def get_config(objective: str = "paper", recipe: str = "standard"):
   c = ml_collections.ConfigDict()
   c.preset = "paper"
   c.output = "outputs/run"  # restored images, latents, reports, manifest
@@ -127,6 +171,16 @@ def get_config(objective: str = "paper"):
   c.solver = ml_collections.ConfigDict()
   c.solver.steps = 400
   c.solver.lr = 0.1
+  c.solver.betas = (0.9, 0.999)  # Adam's
+  # Where each image starts (sair_jax/core/schedules.py): 'reference' (w_z, the paper),
+  # 'reference_coarse' (w_z's coarse rows, the mean latent for the fine rows) or 'truncated'
+  # (w_avg + start_psi (w_z - w_avg)). The prior term stays centred on w_z.
+  c.solver.start = "reference"
+  c.solver.start_psi = 0.7
+  c.solver.fine_rows_from = 0  # first 'fine' W+ row (0: half the rows, 9 of 18 at 1024 px)
+  c.solver.coarse_lr_scale = 1.0  # lr multipliers of the coarse and the fine rows
+  c.solver.fine_lr_scale = 1.0
+  c.solver.fine_rows_start = 0  # the fine rows stay still for this many steps (coarse first)
   # Images per compiled batch. 0 = auto: the largest batch whose compiled program fits the
   # device's memory (solver.memory_budget_gib on a CPU), rematerialising when that fits twice
   # as many; a batch that still runs out of memory is halved and retried.
@@ -167,4 +221,5 @@ def get_config(objective: str = "paper"):
   c.num_processes = 0
   c.process_id = -1
   c.untrained = False  # smoke preset: random networks, no checkpoints
-  return apply_objective(c)
+  c.recipe = recipe  # how the optimisation runs: RECIPES above
+  return apply_recipe(apply_objective(c))

@@ -24,11 +24,13 @@ USAGE = "usage: python -m sair_jax.main --config=configs/x32.py [--config.FIELD=
 
 
 def load_config(flag):
-  """The parsed ``--config`` flag, with an objective chosen on the command line applied.
+  """The parsed ``--config`` flag, with an objective or recipe chosen on the command line.
 
   ``--config.objective=NAME`` rewrites the objective's settings (``configs/default.py``,
-  ``OBJECTIVES``) over the preset's, except the fields also given on the command line, which
-  win. ``flag`` is ``flags.FLAGS["config"]`` after parsing.
+  ``OBJECTIVES``) over the preset's, and ``--config.recipe=NAME`` the recipe's (``RECIPES``;
+  a preset's recipe other than 'standard' is written again over a new objective), except the
+  fields also given on the command line, which win. ``flag`` is ``flags.FLAGS["config"]``
+  after parsing.
   """
   config = flag.value
   if config is None:
@@ -40,9 +42,11 @@ def load_config(flag):
     detail = [line.strip() for line in detail if line.strip()][-1]
     raise ConfigError(f"--config: cannot load the config file ({detail})\n{USAGE}") from None
   overrides = config_flags.get_override_values(flag)
+  from configs import default
   if "objective" in overrides:
-    from configs import default
     default.apply_objective(config, keep=set(overrides))
+  if "recipe" in overrides or ("objective" in overrides and config.recipe != "standard"):
+    default.apply_recipe(config, keep=set(overrides))
   return config
 
 

@@ -277,6 +277,32 @@ def test_objective_on_the_command_line_keeps_the_presets_other_patches():
     parse_config("--config=configs/x32.py", "--config.objective=eq8")
 
 
+def test_recipes_set_the_optimisation_and_move_the_histogram_phases_with_the_steps():
+  from configs import default
+  fast = parse_config("--config=configs/official.py", "--config.recipe=fast")
+  want = default.RECIPES["fast"]
+  assert {p: fast[p.split(".")[0]][p.split(".")[1]] for p in want} == want
+  # the authors' histogram from step 200 of 400, masks every 50: from 50 of 100, every 25
+  assert (fast.loss.histogram_start, fast.loss.mask_every) == (50, 25)
+  assert fast.loss.fidelity == 120.0 and fast.solver.noise == "random"  # the objective stays
+  # a new objective on the command line keeps the preset's recipe (its phases follow)
+  paper = parse_config("--config=configs/official.py", "--config.recipe=fast",
+                       "--config.objective=paper")
+  assert (paper.solver.steps, paper.solver.schedule, paper.loss.fidelity) == (100, "constant", 1.0)
+  assert (paper.loss.histogram_start, paper.loss.mask_every) == (0, 25)
+  # and 'standard' restores the objective's own optimiser
+  back = parse_config("--config=configs/official.py", "--config.recipe=standard")
+  assert (back.solver.steps, back.solver.schedule, back.solver.start) == (
+      400, "cosine_ramp", "reference")
+  assert (back.loss.histogram_start, back.loss.mask_every) == (200, 50)
+  # a field on the command line wins over the recipe
+  own = parse_config("--config=configs/official.py", "--config.recipe=fast",
+                     "--config.solver.steps=80")
+  assert own.solver.steps == 80
+  with pytest.raises(ValueError, match="expected one of"):
+    parse_config("--config=configs/x32.py", "--config.recipe=quick")
+
+
 def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path, smoke_data):
   """The official preset's switches (random noise, min-max output, cosine ramp, cross loss,
   official histogram, expression shift of the saved result) on the smoke networks."""

@@ -56,17 +56,22 @@ class Solver:
   Args:
     spec: the static objective (:class:`objective.ObjectiveSpec`).
     params: network parameters {'g_params', 'g_buffers', 'arcface'} (put on the devices once).
-    steps: total number of steps (the lr schedule depends on it).
-    lr: base learning rate; ``schedule``: 'constant' | 'cosine_ramp'.
+    steps: every image's step budget (the lr schedule depends on it).
+    lr: base learning rate; ``schedule``: 'constant' | 'cosine_ramp' (Adam with ``betas``).
+    optimizer: an optax optimiser of one image's W+ instead (e.g.
+      :func:`schedules.optimizer_from_config`); ``lr``, ``schedule`` and ``betas`` are then
+      unused.
     mesh: device mesh for the batch axis (default: all local devices).
   """
 
-  def __init__(self, spec: objective.ObjectiveSpec, params: Any, *, steps: int, lr: float,
-               schedule: str = "constant", betas=(0.9, 0.999), mesh: Mesh | None = None):
+  def __init__(self, spec: objective.ObjectiveSpec, params: Any, *, steps: int,
+               lr: float = 0.1, schedule: str = "constant", betas=(0.9, 0.999),
+               optimizer: optax.GradientTransformation | None = None,
+               mesh: Mesh | None = None):
     self.spec = spec
     self.steps = steps
     self.mesh = mesh or batch_mesh()
-    self.optimizer = optax.adam(schedules.make(schedule, lr, steps), b1=betas[0], b2=betas[1])
+    self.optimizer = optimizer or schedules.make_optimizer(schedule, lr, steps, betas=betas)
     self._loss = objective.make_objective(spec)
     replicated = NamedSharding(self.mesh, P())
     self.params = jax.device_put(params, replicated)

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from sair_jax.core import batching, degradation, losses, objective, slots, solver
+from sair_jax.core import (batching, degradation, losses, objective, schedules, slots,
+                           solver)
 from sair_jax.errors import ConfigError, InputError
 from sair_jax.face import masks
 from sair_jax.io.images import ImageIOError, read_image, resize_square
@@ -103,8 +104,9 @@ class Context:
       spec = dataclasses.replace(self.spec, remat=bool(remat))
       params = (next(iter(self._solvers.values())).params if self._solvers
                 else self.nets.params())
-      self._solvers[remat] = solver.Solver(spec, params, steps=cfg.steps, lr=cfg.lr,
-                                           schedule=cfg.schedule, mesh=self.mesh)
+      optimizer = schedules.optimizer_from_config(self.config, self.nets.g.n_latent)
+      self._solvers[remat] = solver.Solver(spec, params, steps=cfg.steps, optimizer=optimizer,
+                                           mesh=self.mesh)
     return self._solvers[remat]
 
   def use_remat(self, remat: bool) -> None:
@@ -229,7 +231,8 @@ def face_masks(ctx: Context, images01: np.ndarray) -> np.ndarray:
 
 
 def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
-  """The solver's jobs for ``rows`` (at most ``size``): targets, starting codes, seeds.
+  """The solver's jobs for ``rows`` (at most ``size``): targets, starting codes
+  (``solver.start``; the prior stays centred on the reference's w_z), seeds.
 
   The references are embedded in one batch padded to ``size`` (one compiled shape).
   """
@@ -239,12 +242,13 @@ def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
   emb = np.asarray(ctx.embed(sol.params, jnp.asarray(ref_img)))[:n]
   lq = np.stack([r.lq for r in rows])
   w_ref = np.stack([r.reference.w for r in rows])
+  w_init = schedules.start_from_config(cfg, w_ref, np.asarray(ctx.nets.g.w_avg))
   target = objective.make_target(
       lq, emb, w_ref, np.stack([r.direction for r in rows]),
       np.asarray([r.expression_on for r in rows], np.float32),
       np.stack([resize_square(x, hs) for x in lq]), hs)
   target = jax.tree_util.tree_map(np.asarray, target)
-  return [slots.Job(r.item.name, w_ref[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
+  return [slots.Job(r.item.name, w_init[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
                     image_seed(cfg, r.item.name)) for i, r in enumerate(rows)]
 
 

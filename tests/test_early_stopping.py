@@ -1,0 +1,72 @@
+"""Per-image early stopping through a whole run: an image that converges leaves its slot, is
+finished and written at once, the next image takes the slot, nothing is restored twice, and a
+rerun resumes. In process, on the smoke preset's untrained networks (4 faces, 2 slots)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import smoke
+from sair_jax.core import slots
+from sair_jax.pipeline import known_answer, run
+from sair_jax.pipeline.networks import untrained_networks
+
+STEPS, CHUNK = 8, 2
+
+
+@pytest.fixture
+def config(tmp_path):
+  """A known-answer test set whose face0 is given its answer as the reference."""
+  c = smoke.get_config()
+  c.output = str(tmp_path / "out")
+  nets = untrained_networks(c)
+  p = known_answer.build_problem(nets.g, 4, nets.g.resolution // c.data.lq_size, seed=3)
+  known_answer.write_problem(tmp_path / "data", p, reference="latent")
+  np.save(tmp_path / "data" / "references" / "face0.npy", p.w_true[0])
+  c.data.lq, c.data.references = str(tmp_path / "data" / "lq"), str(tmp_path / "data" / "references")
+  c.solver.steps, c.solver.chunk, c.solver.batch_size = STEPS, CHUNK, 2
+  c.solver.stop_tol, c.solver.stop_min_steps, c.solver.stop_window = 0.5, CHUNK, CHUNK
+  return c
+
+
+@pytest.fixture
+def starts_converged(monkeypatch):
+  """The stop rule's verdict made known in advance: an image that starts at its answer (first
+  loss ~0: only face0) has converged after its first chunk. StopRule's own criterion is tested
+  in test_slots.py; this test is about what the run does with the verdict."""
+  monkeypatch.setattr(slots.StopRule, "converged",
+                      lambda self, totals: len(totals) >= self.min_steps and totals[0] < 1e-2)
+
+
+def _restored(out, name):
+  return os.path.join(out, "restored", f"{name}.png")
+
+
+def test_an_early_image_is_written_its_slot_refilled_and_a_rerun_resumes(config, starts_converged,
+                                                                          capsys):
+  manifest = run.run(config)
+  names = ["face0", "face1", "face2", "face3"]
+  assert sorted(manifest["finished"]) == names and len(manifest["finished"]) == 4
+  assert not manifest["failures"]
+  assert manifest["steps"] == {"face0": CHUNK, "face1": STEPS, "face2": STEPS, "face3": STEPS}
+  with open(os.path.join(config.output, "losses", "face0.json")) as f:
+    losses = json.load(f)
+  assert losses["steps"] == CHUNK and losses["max_steps"] == STEPS
+  assert len(losses["terms"]["total"]) == CHUNK
+  (stream,) = manifest["timings"]["batches"]
+  assert (stream["images"], stream["batch"]) == (4, 2)
+  # 26 useful image-steps; without the early stop 4 x 8 = 32 would be computed
+  assert 2 + 3 * STEPS <= stream["image_steps"] < 4 * STEPS
+  log = capsys.readouterr().err
+  assert "steps 2-4/8" in log  # face2 took face0's slot while face1 was running
+
+  # Rerun after losing face3's image: only face3 is restored again.
+  os.remove(_restored(config.output, "face3"))
+  before = {n: os.stat(_restored(config.output, n)).st_mtime_ns for n in names[:3]}
+  again = run.run(config)
+  assert {n: os.stat(_restored(config.output, n)).st_mtime_ns for n in names[:3]} == before
+  assert sorted(again["finished"]) == names
+  assert again["steps"]["face0"] == CHUNK and again["steps"]["face3"] == STEPS
+  assert [b["images"] for b in again["timings"]["batches"]] == [1]
