@@ -91,10 +91,14 @@ def plan_batch(ctx: stages.Context, n_pending: int) -> tuple[int, dict | None]:
   return plan.size, dict(plan.to_json(), budget=source)
 
 
-def _measured(ctx: stages.Context, done: list[dict]) -> dict:
-  """Seconds per image-step and per compilation so far (batching.choose_size's inputs)."""
-  image_steps = sum(b["image_steps"] for b in done)
-  run_s = sum(b["seconds"] - b["compile_seconds"] for b in done)
+def _measured(ctx: stages.Context, done: list[dict], live: tuple[int, float] = (0, 0.0)) -> dict:
+  """Seconds per image-step and per compilation so far (batching.choose_size's inputs).
+
+  ``done``: the manifest's records of finished streams; ``live``: (image-steps, seconds
+  without compilation) of the stream running now.
+  """
+  image_steps = sum(b["image_steps"] for b in done) + live[0]
+  run_s = sum(b["seconds"] - b["compile_seconds"] for b in done) + live[1]
   compiles = list(ctx.solver.compile_seconds.values())
   return dict(n_devices=ctx.n_devices, compiled={size for size, _ in ctx.solver.compile_seconds},
               seconds_per_image_step=run_s / image_steps if image_steps else None,
@@ -242,8 +246,11 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
     report_progress(handled + sum(s / steps for _, s in active), line)
 
   def shrink(active: int, size: int, steps_left: int) -> int:
+    """A smaller compiled batch for the last images, when padding costs more than compiling."""
+    live = (streams[-1].image_steps, time.perf_counter() - t_stream
+            - (sum(ctx.solver.compile_seconds.values()) - compile_before))
     return batching.choose_size(active, size, steps=steps_left,
-                                **_measured(ctx, manifest["timings"]["batches"]))
+                                **_measured(ctx, manifest["timings"]["batches"], live))
 
   retry: list[stages.Row] = []
   size = run_size(ctx, min(len(pending), batch), batch, manifest["timings"]["batches"])
