@@ -36,8 +36,8 @@ def starts_converged(monkeypatch):
   """The stop rule's verdict made known in advance: an image that starts at its answer (first
   loss ~0: only face0) has converged after its first chunk. StopRule's own criterion is tested
   in test_slots.py; this test is about what the run does with the verdict."""
-  monkeypatch.setattr(slots.StopRule, "converged",
-                      lambda self, totals: len(totals) >= self.min_steps and totals[0] < 1e-2)
+  monkeypatch.setattr(slots.StopRule, "converged", lambda self, totals, since=0: (
+      len(totals) >= self.min_steps and totals[0] < 1e-2))
 
 
 def _restored(out, name):

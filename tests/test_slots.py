@@ -16,7 +16,7 @@ class StartsConverged(slots.StopRule):
   ~0) has converged; images that start far (first loss >= 10) have not (StopRule's own
   criterion is tested on its own below)."""
 
-  def converged(self, totals):
+  def converged(self, totals, since=0):
     return len(totals) >= self.min_steps and totals[0] < 1e-3
 
 
@@ -99,6 +99,9 @@ def test_stop_rule():
   assert rule.converged(np.asarray([9.0, 8.0, 5.0, 5.0, 4.99, 4.99]))
   assert not rule.converged(np.asarray([9.0, 8.0, 5.0, 5.0, 4.0, 4.0]))
   assert not slots.StopRule(tol=0.0, min_steps=0, window=1).converged(np.ones(10))
+  # windows must follow the latest phase start (a term switching on moves the loss)
+  flat = np.asarray([9.0, 8.0, 5.0, 5.0, 5.0, 5.0])
+  assert rule.converged(flat, since=2) and not rule.converged(flat, since=3)
 
 
 def test_phase_starts_refresh_each_slot_at_its_own_steps(setup):

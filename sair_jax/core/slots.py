@@ -60,15 +60,16 @@ class StopRule:
 
   After at least ``min_steps`` steps, an image leaves when the mean of its total loss over the
   last ``window`` steps is lower than over the ``window`` steps before by less than ``tol``
-  times the latter (checked between chunks). ``tol <= 0``: never.
+  times the latter (checked between chunks). Both windows must lie after ``since``, the
+  latest phase start (a term switching on changes the loss). ``tol <= 0``: never.
   """
   tol: float
   min_steps: int
   window: int
 
-  def converged(self, totals: np.ndarray) -> bool:
+  def converged(self, totals: np.ndarray, since: int = 0) -> bool:
     n, win = len(totals), self.window
-    if self.tol <= 0 or win < 1 or n < max(self.min_steps, 2 * win):
+    if self.tol <= 0 or win < 1 or n < self.min_steps or n - since < 2 * win:
       return False
     current = float(np.mean(totals[n - win:]))
     before = float(np.mean(totals[n - 2 * win:n - win]))
@@ -235,8 +236,9 @@ class Stream:
                       [(i, self.slots[i].key, int(steps[i])) for i in self.active])
       leaving = []
       for i in self.active:
+        since = max([p for p in self.phase_starts if p <= int(steps[i])], default=0)
         converged = (self.stop is not None and int(steps[i]) < self.steps
-                     and self.stop.converged(np.concatenate(self._history[i]["total"])))
+                     and self.stop.converged(np.concatenate(self._history[i]["total"]), since))
         if bad[i] or int(steps[i]) >= self.steps or converged:
           leaving.append((i, bool(converged and not bad[i])))
       if leaving:
