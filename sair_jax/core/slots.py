@@ -167,8 +167,9 @@ class Stream:
     if not new:
       return []
     rows = free[:len(new)]
-    fresh = jax.device_get(self.solver.init(np.stack([j.w_init for j in new]),
-                                            np.asarray([j.seed for j in new], np.uint32)))
+    fresh = jax.device_get(self.solver.initial_state(np.stack([j.w_init for j in new]),
+                                                     np.asarray([j.seed for j in new],
+                                                                np.uint32)))
     targets = _stack([j.target for j in new])
     if self._state is None:  # the first fill: every slot gets a job or a copy of the first
       pad = [rows.index(i) if i in rows else 0 for i in range(self.size)]

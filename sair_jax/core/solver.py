@@ -114,15 +114,23 @@ class Solver:
   # Batch
   # ---------------------------------------------------------------------------------------
 
-  def init(self, w_init: jax.Array, seeds: np.ndarray) -> State:
-    """Starts every image at its ``w_init`` [B, L, D] with a fresh Adam state."""
+  def initial_state(self, w_init: jax.Array, seeds: np.ndarray) -> State:
+    """A fresh state for ``w_init`` [B, L, D] (Adam at zero), on one device, any B.
+
+    :class:`sair_jax.core.slots.Stream` builds the rows of new images with it and places the
+    whole batch afterwards; B need not divide over the mesh.
+    """
     # A copy: the state is donated to each chunk and must not alias the caller's arrays.
     w = jnp.array(w_init, dtype=jnp.float32, copy=True)
     opt_state = jax.vmap(self.optimizer.init)(w)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
     b = w.shape[0]
-    state = State(w, opt_state, keys, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
-    return self.shard(state)
+    return State(w, opt_state, keys, jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
+
+  def init(self, w_init: jax.Array, seeds: np.ndarray) -> State:
+    """Starts every image at its ``w_init`` [B, L, D] with a fresh Adam state, split over the
+    mesh (B a multiple of the device count)."""
+    return self.shard(self.initial_state(w_init, seeds))
 
   def _chunk(self, state: State, params, target: objective.Target, n: int):
     step_batch = jax.vmap(self._step_one, in_axes=(None, 0, 0, 0, 0, 0, 0))
