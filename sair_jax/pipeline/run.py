@@ -211,9 +211,10 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
   flops: dict[int, float] = {}
   start, k = 0, 0
   handled, t_work = 0, time.perf_counter()  # images finished or failed in this run
+  compiling = progress.CompileClock()  # kept out of the rate (shown apart)
 
   def report_progress(done: float, line: str = "") -> None:
-    p = progress.progress(done, len(pending), time.perf_counter() - t_work)
+    p = progress.progress(done, len(pending), time.perf_counter() - t_work, compiling.seconds())
     manifest["progress"] = p.record
     log(f"{line}  [{p.line}]" if line else p.line)
 
