@@ -1,5 +1,6 @@
 """The progress line and manifest record of long runs."""
 
+import jax
 import pytest
 
 from sair_jax.pipeline import progress
@@ -29,7 +30,6 @@ def test_compile_time_is_shown_apart_and_kept_out_of_the_rate():
 
 
 def test_compile_clock_counts_a_compilation_not_a_cached_call():
-  import jax
   import jax.numpy as jnp
   clock = progress.CompileClock()
   f = jax.jit(lambda x: jnp.sin(x) * 3 + x.sum())
@@ -59,3 +59,13 @@ def test_a_batch_in_flight_counts_by_its_steps():
 def test_bad_counts_are_one_line(done, total, elapsed):
   with pytest.raises(ValueError, match="need 0 <= done <= total"):
     progress.progress(done, total, elapsed)
+
+
+def test_compile_spans_count_overlaps_once():
+  spans = progress._CompileSpans()  # pylint: disable=protected-access
+  event = progress.COMPILE_EVENTS[0]
+  for start, end in [(10, 11), (0, 1), (10.5, 12), (2, 3), (0.5, 2.5), (20, 20), (30, 31)]:
+    spans._on_span(event, start, end)  # pylint: disable=protected-access
+  spans._on_span("/jax/other", 40, 50)  # pylint: disable=protected-access
+  assert spans.seconds() == pytest.approx(3 + 2 + 1)  # [0, 3], [10, 12], [30, 31]
+  jax.monitoring.unregister_event_time_span_listener(spans._on_span)  # pylint: disable=protected-access

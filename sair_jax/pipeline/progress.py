@@ -15,6 +15,7 @@ shows an ETA before its first image is finished; the line then shows one decimal
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from typing import NamedTuple
@@ -82,11 +83,13 @@ def progress(done: float, total: int, elapsed: float, compile_seconds: float = 0
 
 class _CompileSpans:
   """The union of JAX's compile-event time spans in this process (one listener, registered on
-  first use)."""
+  first use). Spans are kept disjoint and sorted; adding one costs O(log n) plus the spans it
+  overlaps."""
 
   def __init__(self):
     self._lock = threading.Lock()
-    self._spans: list[list[float]] = []  # disjoint [start, end], sorted
+    self._starts: list[float] = []
+    self._ends: list[float] = []
     self._total = 0.0
     jax.monitoring.register_event_time_span_listener(self._on_span)
 
@@ -94,11 +97,13 @@ class _CompileSpans:
     if event not in COMPILE_EVENTS or not end > start:
       return
     with self._lock:
-      keep = [s for s in self._spans if s[1] < start or s[0] > end]
-      merged = [min([start] + [s[0] for s in self._spans if s not in keep]),
-                max([end] + [s[1] for s in self._spans if s not in keep])]
-      self._spans = sorted(keep + [merged])
-      self._total = sum(e - s for s, e in self._spans)
+      i = bisect.bisect_left(self._ends, start)  # the first span ending at or after start
+      j = bisect.bisect_right(self._starts, end)  # spans [i, j) overlap [start, end]
+      if i < j:
+        start, end = min(start, self._starts[i]), max(end, self._ends[j - 1])
+        self._total -= sum(e - s for s, e in zip(self._starts[i:j], self._ends[i:j]))
+      self._starts[i:j], self._ends[i:j] = [start], [end]
+      self._total += end - start
 
   def seconds(self) -> float:
     return self._total
