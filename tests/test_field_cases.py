@@ -39,7 +39,7 @@ def field_run(tmp_path_factory):
         shutil.copy(path, root / kind / f"{prefix}_{path.name}")
   c = smoke.get_config()
   c.data.lq, c.data.references, c.output = str(root / "lq"), str(root / "refs"), str(root / "out")
-  c.solver.update({"steps": 4, "chunk": 2, "batch_size": 16})  # one batch: one program
+  c.solver.update({"steps": 4, "chunk": 2})  # the other smoke tests' programs (cached)
   c.projection.steps = 2
   c.loss.update({"histogram_start": 2, "mask_every": 2})
   return root, restore.restore(c)
@@ -53,6 +53,10 @@ def test_every_file_found_and_a_shared_stem_named_once(field_run):
   (name, line), = manifest["failures"].items()
   assert name == "stem_face0" and "\n" not in line
   assert f"{root / 'lq' / 'stem_face0.jpg'}, {root / 'lq' / 'stem_face0.png'}: two" in line
+  p = manifest["progress"]  # compile time apart, kept out of the rate
+  assert (p["done"], p["total"], p["eta_seconds"]) == (13, 13, 0)
+  assert p["compile_seconds"] > 0 and p["seconds_per_image"] > 0
+  assert p["seconds_per_image"] * 13 < p["elapsed_seconds"] - p["compile_seconds"] + 1e-3
 
 
 def _lq_panel(root, name):

