@@ -1,6 +1,5 @@
 """Batch planning: auto batch from compiled memory, padding buckets, out-of-memory retries."""
 
-
 import jax
 import pytest
 
