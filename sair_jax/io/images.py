@@ -73,6 +73,7 @@ class Decoded:
 
 
 def _heif_available() -> bool:
+  """Whether pillow-heif is installed; registers its opener with Pillow when it is."""
   try:
     import pillow_heif  # pylint: disable=import-outside-toplevel
   except ImportError:
@@ -155,8 +156,9 @@ def decode(path: str | os.PathLike) -> Decoded:
       the ``heic`` extra, damaged).
   """
   path = os.fspath(path)
-  if path.lower().endswith(HEIC_EXTENSIONS):
-    _heif_available()  # registers the plugin when installed; a missing one is named below
+  if _looks_like_heif(path) and not _heif_available():  # by content, whatever its extension
+    raise ImageIOError(f"{path}: a HEIC/HEIF image; reading it needs the 'heic' extra: "
+                       f"{HEIC_HINT}")
   try:
     with Image.open(path) as img:
       img.load()
@@ -167,11 +169,6 @@ def decode(path: str | os.PathLike) -> Decoded:
   except IsADirectoryError:
     raise ImageIOError(f"{path}: is a directory, not an image") from None
   except UnidentifiedImageError:
-    if _looks_like_heif(path) and not _heif_available():
-      raise ImageIOError(f"{path}: a HEIC/HEIF image; reading it needs the 'heic' extra: "
-                         f"{HEIC_HINT}") from None
-    if _looks_like_heif(path):  # the plugin was just registered: try once more
-      return decode(path)
     reason = not_what_it_seems(path) or "not a recognised image format"
     raise ImageIOError(f"{path}: {reason}") from None
   except Exception as e:  # PIL raises assorted types for damaged or foreign files
