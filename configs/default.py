@@ -134,6 +134,7 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   # Ordinary photos (data.photos): which faces, and how they go back into the photo.
   c.wild = ml_collections.ConfigDict()
   c.wild.min_face = 32.0  # smallest face restored: side of its FFHQ crop square, photo pixels
+  c.wild.min_score = 0.3  # detections scoring less are not faces (measured: README, detect.py)
   c.wild.upscale = 1  # restored photos at this integer multiple of the original size (bicubic)
   c.wild.paste_region = "square"  # blended part of each face: 'square' | 'head' | 'face'
   c.wild.feather = 0.1  # soft edge of that region, a fraction of the aligned face's side

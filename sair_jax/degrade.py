@@ -42,7 +42,7 @@ from PIL import Image
 
 from sair_jax import __version__
 from sair_jax.core import degradation
-from sair_jax.io import files, images
+from sair_jax.io import files, images, listing
 from sair_jax.errors import UserError
 
 PRESETS = ("x32", "x8")
@@ -160,18 +160,12 @@ def degrade_image(x: np.ndarray, name: str, *, preset: str, seed: int = 0,
 def _list_sources(src: str) -> list[str]:
   if not os.path.isdir(src):
     raise DegradeError(f"{src}: not a directory")
-  names = sorted(n for n in os.listdir(src)
-                 if n.lower().endswith(images.IMAGE_EXTENSIONS)
-                 and not n.startswith(".") and os.path.isfile(os.path.join(src, n)))
-  if not names:
+  found = listing.list_folder(src, images.IMAGE_EXTENSIONS)
+  if found.clashes:  # one output name for several sources
+    raise DegradeError(found.clash_lines("images")[0])
+  if not found.files:
     raise DegradeError(f"{src}: no images found ({', '.join(images.IMAGE_EXTENSIONS)})")
-  stems = {}
-  for n in names:
-    stem = os.path.splitext(n)[0]
-    if stem in stems:
-      raise DegradeError(f"{os.path.join(src, n)}: same output name as {stems[stem]}")
-    stems[stem] = n
-  return names
+  return [os.path.basename(p) for p in found.paths()]
 
 
 def _check_options() -> tuple[str, ...]:

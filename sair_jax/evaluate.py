@@ -50,7 +50,6 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from sair_jax import gallery as gallery_lib
 from sair_jax.core import batching
@@ -159,15 +158,6 @@ def load_models(*, lpips_ckpt: str | None, fid_ckpt: str | None, arcface_ckpt: s
 # ------------------------------------------------------------------------------------ pairing
 
 
-def _image_size(path: str) -> tuple[int, int]:
-  """(H, W) of an image file, read from its header."""
-  try:
-    with Image.open(path) as img:
-      return img.size[1], img.size[0]
-  except Exception as e:  # pylint: disable=broad-except
-    raise images.ImageIOError(f"{path}: cannot read image ({str(e).splitlines()[0]})") from None
-
-
 def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """[h, w, 3] -> [H, W, 3]: antialiased bicubic (jax.image.resize 'cubic'), clipped to [0, 1]."""
   if tuple(image.shape[:2]) == tuple(size):
@@ -224,7 +214,7 @@ def evaluate(*, gt_dir: str, methods: Sequence[tuple[str, str]], out_dir: str,
       models.missing.setdefault(key, "not loaded")
   os.makedirs(out_dir, exist_ok=True)
 
-  gt_sizes = {n: _image_size(p) for n, p in gt.items()}
+  gt_sizes = {n: images.image_size(p) for n, p in gt.items()}
   gt_cache: dict[str, Any] = {}  # per-GT-image embeddings / descriptors, shared by methods
 
   def gt_identity(names: list[str], images: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ import sys
 import urllib.parse
 from typing import Any, Mapping, Sequence
 
-from sair_jax.io import files, images
+from sair_jax.io import files, images, listing
 from sair_jax.errors import UserError
 
 # Metrics for which larger is better (worst-first sorting is ascending for these).
@@ -57,7 +57,8 @@ class Row:
 
 
 def index_images(folder: str | os.PathLike) -> dict[str, str]:
-  """Image files directly in ``folder`` keyed by file stem (``a.png`` -> ``a``).
+  """Image files directly in ``folder`` (any case of extension) keyed by file stem
+  (``a.png`` -> ``a``).
 
   Raises a one-line :class:`GalleryError` when the folder does not exist or two files share a
   stem (``a.png`` and ``a.jpg``), which would make pairing by name ambiguous.
@@ -65,16 +66,10 @@ def index_images(folder: str | os.PathLike) -> dict[str, str]:
   folder = os.fspath(folder)
   if not os.path.isdir(folder):
     raise GalleryError(f"{folder}: no such directory")
-  out: dict[str, str] = {}
-  for entry in sorted(os.listdir(folder)):
-    stem, ext = os.path.splitext(entry)
-    if entry.startswith(".") or ext.lower() not in images.IMAGE_EXTENSIONS:
-      continue
-    if stem in out:
-      raise GalleryError(f"{folder}: two images named '{stem}' ({os.path.basename(out[stem])}, "
-                         f"{entry}); names must be unique without the extension")
-    out[stem] = os.path.join(folder, entry)
-  return out
+  found = listing.list_folder(folder, images.IMAGE_EXTENSIONS)
+  if found.clashes:
+    raise GalleryError(found.clash_lines("images")[0])
+  return dict(sorted(found.files.items()))
 
 
 def _number(v) -> float | None:
@@ -103,17 +98,16 @@ def _src(path: str, html_dir: str, thumbnail: int | None) -> str:
   if thumbnail:
     from PIL import Image
     try:
-      with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((thumbnail, thumbnail), Image.LANCZOS if max(img.size) > thumbnail
-                      else Image.NEAREST)
-        if max(img.size) < thumbnail:  # tiny LQ images: enlarge without blurring
-          s = thumbnail // max(img.size)
-          img = img.resize((img.size[0] * s, img.size[1] * s), Image.NEAREST)
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-    except Exception as e:  # pylint: disable=broad-except
-      raise GalleryError(f"{path}: cannot read image ({str(e).splitlines()[0]})") from None
+      img = Image.fromarray(images.to_uint8(images.read_image(path)))
+    except images.ImageIOError as e:
+      raise GalleryError(str(e)) from None
+    img.thumbnail((thumbnail, thumbnail), Image.LANCZOS if max(img.size) > thumbnail
+                  else Image.NEAREST)
+    if max(img.size) < thumbnail:  # tiny LQ images: enlarge without blurring
+      s = thumbnail // max(img.size)
+      img = img.resize((img.size[0] * s, img.size[1] * s), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
   rel = os.path.relpath(os.path.abspath(path), html_dir)
   return urllib.parse.quote(rel.replace(os.sep, "/"))

@@ -1,18 +1,25 @@
-"""Shared test helpers: fixture paths. Tests run on the CPU.
+"""Shared test helpers: fixture paths, the landmark detector. Tests run on the CPU.
 
 The session shares one persistent XLA compilation cache (a fresh temporary folder, inherited by
 the commands the tests start): most end-to-end tests run the same small programs in new
 processes, and compiling them once instead of in every process is most of the suite's time.
 Programs are keyed by their full HLO and compile options, so a cached one is the same program.
+With ``pytest -n 2`` (pytest-xdist) this file is imported by the controlling process first,
+which makes the folder; the workers it starts inherit its environment and so share that one
+folder (a worker never makes its own), and the controller removes it at the end.
 Set ``SAIR_TEST_JAX_CACHE=0`` to compile everything afresh.
 """
 
 import os
 import pathlib
+import shutil
 import tempfile
 
-if os.environ.get("SAIR_TEST_JAX_CACHE", "1") != "0":
-  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="sair_jax_xla_"))
+_OWN_CACHE = None  # the cache folder this process made (the controller's), removed at the end
+if (os.environ.get("SAIR_TEST_JAX_CACHE", "1") != "0"
+    and "JAX_COMPILATION_CACHE_DIR" not in os.environ):
+  _OWN_CACHE = tempfile.mkdtemp(prefix="sair_jax_xla_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
@@ -21,6 +28,21 @@ import pytest  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE and not hasattr(config, "workerinput"):  # the controller, or a plain run
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def detector():
+  """dlib's face detector and 68-point predictor (skips when either is not installed)."""
+  pytest.importorskip("dlib")
+  from sair_jax.face import landmarks
+  if not landmarks.available():
+    pytest.skip("face_recognition_models (the 68-point predictor) is not installed")
+  return landmarks.default_detector()
 
 
 def fixture(name: str) -> pathlib.Path:

@@ -78,11 +78,6 @@ def test_padding_fills_what_lies_outside_the_photo(pad):
   assert np.all(np.abs(out[40:, 40:].astype(np.float32) - 0.6 * 255) <= 2)
 
 
-@pytest.fixture(scope="module")
-def detector():
-  return landmarks.LandmarkDetector()
-
-
 @needs_dlib
 @pytest.mark.parametrize("name", ["obama", "beyonce"])
 def test_realigning_an_aligned_face_is_close_to_identity(detector, name):

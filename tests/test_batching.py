@@ -1,7 +1,5 @@
 """Batch planning: auto batch from compiled memory, padding buckets, out-of-memory retries."""
 
-import json
-
 import jax
 import pytest
 
@@ -118,28 +116,29 @@ def _smoke_config(tmp_path, **solver):
 
 
 def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
-  """batch_size=0 with a budget between the compiled memory of 2 and 3 images: 2 are chosen."""
-  from sair_jax.core import objective, solver
-  from sair_jax.pipeline import run
+  """batch_size=0 with a budget between the compiled memory of 2 images and the planner's
+  linear estimate for 3 (from 1 and 2): 2 are chosen.
+
+  The plan is the run's own (run.plan_batch on the run's context), measured on the programs the
+  run would compile; restoring with a planned size is the loop's ordinary path (every other
+  end-to-end test), so nothing is restored here. With solver.remat=True only rematerialised
+  programs are probed (the choice between the two is tested above with a memory model), so
+  the test compiles two small programs, those the planner probes.
+  """
+  from sair_jax.pipeline import outputs, run, stages
   from sair_jax.pipeline.networks import untrained_networks
-  config = _smoke_config(tmp_path, batch_size=0)
-  nets = untrained_networks(config)
-  spec = objective.spec_from_config(config, nets, 64 // config.data.lq_size)
-  sol = solver.Solver(spec, nets.params(), steps=4, lr=0.05)
-  peaks = {b: sol.program_stats(b, 2).peak_bytes for b in (2, 3)}
-  assert peaks[3] > peaks[2]
-  config.solver.memory_budget_gib = (peaks[2] + peaks[3]) / 2 / batching.SAFETY / GIB
-  manifest = run.run(config)
-  plan = manifest["batch_plan"]
-  assert plan["size"] == 2 and not plan["remat"]
-  assert sorted(manifest["finished"]) == ["face0", "face1", "face2"]
-  # one stream of 2 slots: the third image took the first free slot
-  sizes = [(b["images"], b["batch"]) for b in manifest["timings"]["batches"]]
-  assert sizes == [(3, 2)]
-  saved = json.loads((tmp_path / "out" / "manifest.json").read_text())
-  assert saved["batch_plan"]["size"] == 2
-  p = saved["progress"]  # images done / total, s/image and ETA, after every batch
-  assert (p["done"], p["total"], p["eta_seconds"]) == (3, 3, 0) and p["seconds_per_image"] > 0
+  config = _smoke_config(tmp_path, batch_size=0, remat=True)
+  ctx = stages.Context(config, untrained_networks(config), outputs.RunFolder(config.output))
+  chunk = run._first_chunk(ctx)  # pylint: disable=protected-access
+  peaks = {b: ctx.solver_for(True).program_stats(b, chunk).peak_bytes for b in (1, 2)}
+  assert peaks[2] > peaks[1] > 0
+  three = 2 * peaks[2] - peaks[1]  # the planner's extrapolation
+  config.solver.memory_budget_gib = (peaks[2] + three) / 2 / batching.SAFETY / GIB
+  size, plan = run.plan_batch(ctx, 3)
+  assert size == 2 and (plan["size"], plan["remat"]) == (2, True)
+  assert plan["peak_gib"] == round(peaks[2] / GIB, 3) and plan["budget"].startswith("solver.")
+  assert all(p["remat"] for p in plan["probes"]) and False not in ctx._solvers  # pylint: disable=protected-access
+  assert ctx.solver_for(True).n_compiled == len(plan["probes"])  # the probes: its own programs
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, capsys):

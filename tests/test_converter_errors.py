@@ -1,5 +1,7 @@
 """One-line errors from the single-file torch converters: a wrong network, a truncated file, a
-missing file. Each must exit 1 with exactly one ``error: ...`` line and write nothing."""
+missing file, and the files a failed download leaves (empty, an HTML page, a Git LFS pointer),
+each said for what it is. Each must exit 1 with exactly one ``error: ...`` line and write
+nothing."""
 
 import os
 import subprocess
@@ -27,13 +29,23 @@ def _sources(tmp_path, name):
   data = fixture(good).read_bytes()
   truncated = tmp_path / f"truncated{os.path.splitext(good)[1]}"
   truncated.write_bytes(data[: len(data) // 2])
-  return {"wrong network": (fixture(other), refusal),
-          "truncated": (truncated, truncated.name),
-          "absent": (tmp_path / "absent.pt", "no such file")}
+  downloads = {"empty": (b"", "empty file"),
+               "html page": (b"<!doctype html><html><title>Google Drive - Virus scan warning",
+                             "an HTML page, not the data (the download failed"),
+               "lfs pointer": (b"version https://git-lfs.github.com/spec/v1\noid sha256:9f3\n",
+                               "a Git LFS pointer, not the data")}
+  cases = {"wrong network": (fixture(other), refusal),
+           "truncated": (truncated, truncated.name),
+           "absent": (tmp_path / "absent.pt", "no such file")}
+  for case, (data, says) in downloads.items():
+    (tmp_path / f"{case}.pth").write_bytes(data)
+    cases[case] = (tmp_path / f"{case}.pth", says)
+  return cases
 
 
 @pytest.mark.parametrize("name", sorted(CONVERTERS))
-@pytest.mark.parametrize("case", ["wrong network", "truncated", "absent"])
+@pytest.mark.parametrize("case", ["wrong network", "truncated", "absent", "empty", "html page",
+                                  "lfs pointer"])
 def test_converter_errors_are_one_line(tmp_path, capsys, name, case):
   src, message = _sources(tmp_path, name)[case]
   dst = tmp_path / "out"

@@ -53,11 +53,6 @@ def faces():
   return {n: read_image(shared(f"sair_samples/ref_{n}.png")) for n in ("obama", "beyonce")}
 
 
-@pytest.fixture(scope="module")
-def detector():
-  return landmarks.LandmarkDetector()
-
-
 @needs_dlib
 @pytest.mark.parametrize("name", ["obama", "beyonce"])
 def test_landmarks_on_aligned_faces(faces, detector, name):

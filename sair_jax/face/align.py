@@ -32,7 +32,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from sair_jax.io import images
+from sair_jax.io import images, listing
 
 
 def _turn(v: np.ndarray) -> np.ndarray:
@@ -244,11 +244,14 @@ def align_dir(src: str, dst: str, size: int = 1024, detector=None,
   err = err or (lambda s: print(s, file=sys.stderr))
   if not os.path.isdir(src):
     raise images.ImageIOError(f"{src}: not a directory")
-  names = sorted(n for n in os.listdir(src)
-                 if os.path.splitext(n)[1].lower() in images.IMAGE_EXTENSIONS)
+  found = listing.list_folder(src, images.IMAGE_EXTENSIONS)
+  names = [os.path.basename(p) for p in found.paths()]
   detector = detector or LandmarkDetector(detect_size=1024)
   os.makedirs(dst, exist_ok=True)
   counts = [0, 0, 0]
+  for line in found.clash_lines("photos"):  # one output name for several photos: none written
+    err(f"error: {line}")
+    counts[2] += 1
   for name in names:
     path = os.path.join(src, name)
     target = os.path.join(dst, os.path.splitext(name)[0] + ".png")

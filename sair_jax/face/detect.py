@@ -15,8 +15,15 @@ face by:
 * ``transform``: the :class:`sair_jax.face.align.AlignTransform` of ``align_face(photo, landmarks,
   lq_size)``, the map a restored face is pasted back with (:mod:`sair_jax.face.paste`).
 
-Faces whose quad is smaller than ``min_face``, and photos without any face, become one-line
-problems (returned, not printed) that name the photo; nothing raises for them.
+Faces whose quad is smaller than ``min_face``, detections that are not faces (below
+``min_score``, or landmarks no face has: :func:`implausible`), and photos without any face,
+become one-line problems (returned, not printed) that name the photo; nothing raises for them.
+Faces are numbered largest first (by ``qsize``).
+
+False faces: dlib's HOG detector runs at its own threshold 0 (lower only when ``min_score`` is
+negative), and its score then decides. On the photos at hand real faces score 0.63 to 2.2 and
+false ones (the patch on the astronaut's suit, in PNG, in JPEG at quality 85-95, rotated, at
+half size) at most 0.13, so :data:`MIN_SCORE` is 0.3 (the README has the table).
 
 Detection scale: a face's detector box is about half its FFHQ quad side (the astronaut test
 photo: box 88 px, quad 175 px), and dlib's HOG detector (80 px window, no upsampling) finds the
@@ -40,6 +47,13 @@ from sair_jax.face import align
 from sair_jax.io import images
 
 DETECTABLE_QSIZE = 128.0  # quad side (px) of the smallest face the HOG detector finds reliably
+MIN_SCORE = 0.3  # detector score below which a detection is not taken as a face (measured)
+
+# Bounds of the 68 landmarks' geometry (see implausible); on the photos at hand real faces
+# measure 0.84-1.12, |cos| <= 0.04 and eye widths within 0.92 of each other.
+EYES_TO_MOUTH = (0.5, 2.0)  # |eyes' midpoint -> mouth centre| / |eye -> eye|
+MAX_SKEW = 0.4  # |cos| of the angle between the eye line and the eyes -> mouth line
+MIN_EYE_RATIO = 0.4  # the narrower eye's width / the wider one's
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -61,7 +75,7 @@ class Face:
 @dataclasses.dataclass(frozen=True)
 class FaceSearch:
   """What :func:`find_faces` found in one photo."""
-  faces: tuple[Face, ...]  # largest detector box first
+  faces: tuple[Face, ...]  # largest first (qsize)
   problems: tuple[str, ...]  # one line each, naming the photo
   scale: float  # the scale of the copy the detector ran on
 
@@ -93,9 +107,33 @@ def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
   return np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
 
 
+def implausible(landmarks: np.ndarray) -> str | None:
+  """Why 68 landmarks [68, 2] (x, y) cannot be a face's, or None when they can.
+
+  Checks, all invariant to the face's position, size and roll: the mouth lies below the eyes at
+  ``EYES_TO_MOUTH`` times their distance, on a line within ``MAX_SKEW`` of perpendicular to the
+  eye line, and the eyes' widths differ by at most ``MIN_EYE_RATIO``.
+  """
+  lm = np.asarray(landmarks, np.float64)
+  left, right = lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)
+  eyes, to_mouth = right - left, (lm[48] + lm[54]) / 2 - (left + right) / 2
+  d_eyes, d_mouth = np.linalg.norm(eyes), np.linalg.norm(to_mouth)
+  if not d_eyes > 0 or not d_mouth > 0:
+    return "the eyes or the mouth collapse to a point"
+  ratio, skew = d_mouth / d_eyes, float(np.dot(eyes, to_mouth) / d_eyes / d_mouth)
+  if not EYES_TO_MOUTH[0] <= ratio <= EYES_TO_MOUTH[1]:
+    return f"eyes-to-mouth {ratio:.2f} x the eye distance, outside {EYES_TO_MOUTH}"
+  if abs(skew) > MAX_SKEW or eyes[0] * to_mouth[1] - eyes[1] * to_mouth[0] <= 0:
+    return f"the mouth is not below the eyes (|cos| {abs(skew):.2f} > {MAX_SKEW})"
+  widths = np.linalg.norm(lm[39] - lm[36]), np.linalg.norm(lm[45] - lm[42])
+  if min(widths) < MIN_EYE_RATIO * max(widths):
+    return f"eye widths {widths[0]:.1f} and {widths[1]:.1f} px"
+  return None
+
+
 def find_faces(photo: np.ndarray, detector=None, *, resolution: int = 1024,
                min_face: float = 32.0, upscale: float | None = None, max_side: int = 4096,
-               min_score: float = 0.0, name: str = "photo") -> FaceSearch:
+               min_score: float = MIN_SCORE, name: str = "photo") -> FaceSearch:
   """Finds every face in ``photo`` and chooses each one's restoration size.
 
   Args:
@@ -107,7 +145,8 @@ def find_faces(photo: np.ndarray, detector=None, *, resolution: int = 1024,
       reported as problems.
     upscale: scale of the copy the detector searches; None: :func:`detection_scale`.
     max_side: with ``upscale=None``, the longest side the search copy may have.
-    min_score: the detector's threshold (dlib's default is 0).
+    min_score: detections scoring below it are not faces (a problem line each); dlib runs at
+      its threshold 0, or at ``min_score`` when that is negative.
     name: how problems name the photo (its path).
   Returns:
     :class:`FaceSearch`.
@@ -128,12 +167,22 @@ def find_faces(photo: np.ndarray, detector=None, *, resolution: int = 1024,
   copy = _resized(images.to_uint8(photo), scale)
   sx, sy = copy.shape[1] / w, copy.shape[0] / h  # exact per-axis scales after rounding
 
-  faces, problems = [], []
-  for points, score in detector.detect_all(copy, min_score):
+  faces, problems, too_small = [], [], 0
+  for points, score in detector.detect_all(copy, min(0.0, min_score)):
     lm = (np.asarray(points, np.float64) + 0.5) / np.asarray([sx, sy]) - 0.5  # [68, 2] centres
     _, qsize = align.ffhq_quad(lm)
+    cx, cy = lm.mean(axis=0)
+    where = f"{name}: a detection at ({cx:.0f}, {cy:.0f})"
+    if score < min_score:
+      problems.append(f"{where} scores {score:.2f} < min_score {min_score:g}: not taken as a "
+                      "face")
+      continue
+    reason = implausible(lm)
+    if reason:
+      problems.append(f"{where} has landmarks no face has ({reason}): not taken as a face")
+      continue
     if qsize < min_face:
-      cx, cy = lm.mean(axis=0)
+      too_small += 1
       problems.append(f"{name}: face at ({cx:.0f}, {cy:.0f}) is too small to restore "
                       f"({qsize:.0f} px < min_face {min_face:g} px)")
       continue
@@ -141,7 +190,8 @@ def find_faces(photo: np.ndarray, detector=None, *, resolution: int = 1024,
     faces.append(Face(landmarks=lm, score=score, qsize=qsize, lq_size=lq_size,
                       factor=resolution // lq_size,
                       transform=align.align_transform(lm, (h, w), lq_size)))
-  if not faces and not problems:
+  faces.sort(key=lambda f: -f.qsize)
+  if not faces and not too_small:
     problems.append(f"{name}: no face found (searched at {scale:.3g}x; faces with an FFHQ quad "
                     f"under ~{DETECTABLE_QSIZE / scale:.0f} px may be missed)")
   return FaceSearch(tuple(faces), tuple(problems), float(scale))

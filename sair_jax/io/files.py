@@ -68,6 +68,34 @@ def remove_temps(folder: str | os.PathLike) -> int:
   return n
 
 
+# ------------------------------------------------------------------------------ what a file is
+
+
+def not_what_it_seems(path: str | os.PathLike) -> str | None:
+  """Why a file that should hold data (an image, weights, an array) holds none, or None.
+
+  Downloads that failed leave files that look right by name: an empty file, the HTML page of a
+  login, error or "virus scan" screen, or a Git LFS pointer (a clone without ``git lfs``).
+  Returns a short phrase for an error line (``"empty file"``, ``"an HTML page, not ... "``,
+  ``"a Git LFS pointer, not ..."``), or None when the file is none of these (or unreadable).
+  """
+  try:
+    with open(os.fspath(path), "rb") as f:
+      head = f.read(512)
+  except OSError:
+    return None
+  if not head:
+    return "empty file"
+  text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+  if text.startswith(b"<") and (text.startswith((b"<!doctype html", b"<html"))
+                                or b"<html" in text):
+    return "an HTML page, not the data (the download failed: fetch the file itself)"
+  if head.startswith(b"version https://git-lfs.github.com/spec/"):
+    return ("a Git LFS pointer, not the data (the file was never downloaded: "
+            "git lfs pull, or fetch the file itself)")
+  return None
+
+
 # ------------------------------------------------------------------------------------------- JSON
 
 
@@ -141,4 +169,5 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
   try:
     return np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError) as e:
-    raise UnreadableFileError(f"{path}: unreadable array ({str(e).splitlines()[0]})") from None
+    reason = not_what_it_seems(path) or f"unreadable array ({str(e).splitlines()[0]})"
+    raise UnreadableFileError(f"{path}: {reason}") from None

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sair_jax.errors import UserError
+from sair_jax.io.files import not_what_it_seems
 
 __all__ = ["load_torch_file", "CheckpointFormatError", "UnsafeCheckpointError"]
 
@@ -257,12 +258,16 @@ def load_torch_file(path: str | os.PathLike) -> Any:
 
   Raises:
     FileNotFoundError: the file does not exist.
-    CheckpointFormatError: the file is truncated or not a torch checkpoint.
+    CheckpointFormatError: the file is empty, an HTML page or a Git LFS pointer (a failed
+      download, said so), truncated, or not a torch checkpoint.
     UnsafeCheckpointError: the pickle references anything but tensors and plain containers.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path}: no such file")
+  reason = not_what_it_seems(path)
+  if reason:
+    raise CheckpointFormatError(f"{path}: {reason}")
   try:
     if zipfile.is_zipfile(path):
       return _load_zip(path)

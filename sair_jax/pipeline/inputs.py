@@ -8,13 +8,11 @@ unknown mode) is a :class:`~sair_jax.errors.ConfigError`.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
-from typing import Iterable
-
-from sair_jax.errors import ConfigError
+from sair_jax.errors import ConfigError, UserError
 from sair_jax.face.expression import EXPRESSIONS, canonical_name
+from sair_jax.io import listing, tables
 from sair_jax.io.images import IMAGE_EXTENSIONS
 
 LATENT_EXTENSIONS = (".npy", ".pt", ".pth")
@@ -40,31 +38,25 @@ class Failure:
   reason: str  # one line, names the file and the problem
 
 
-def _is_image(path: str) -> bool:
-  return path.lower().endswith(tuple(IMAGE_EXTENSIONS))
+def listing_of(folder: str, extensions=IMAGE_EXTENSIONS,
+               what: str = "folder") -> listing.Listing:
+  """The files of ``folder`` by stem, any case of extension (:mod:`sair_jax.io.listing`).
+
+  Raises :class:`ConfigError` when ``folder`` does not exist (``what``: the setting naming it).
+  """
+  try:
+    return listing.list_folder(folder, extensions, what)
+  except UserError as e:
+    raise ConfigError(str(e)) from None
 
 
-def list_images(folder: str) -> list[str]:
-  """Image files directly in ``folder``, sorted by name."""
-  if not os.path.isdir(folder):
-    raise ConfigError(f"{folder}: no such folder")
-  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                if _is_image(f) and os.path.isfile(os.path.join(folder, f)))
+def list_images(folder: str, what: str = "folder") -> list[str]:
+  """Image files directly in ``folder`` (any case of extension), sorted; files sharing a stem
+  are left out (:func:`listing_of` names them)."""
+  return listing_of(folder, IMAGE_EXTENSIONS, what).paths()
 
 
-def stem(path: str) -> str:
-  return os.path.splitext(os.path.basename(path))[0]
-
-
-def find_by_stem(folder: str, names: Iterable[str], extensions) -> str | None:
-  """``folder/NAME.EXT`` for the first of ``names`` and ``extensions`` (either case) found."""
-  for name in names:
-    for ext in extensions:
-      for candidate in (name + ext, name + ext.upper()):
-        path = os.path.join(folder, candidate)
-        if os.path.isfile(path):
-          return path
-  return None
+stem = listing.stem
 
 
 def lq_factor(lq_size: int, resolution: int) -> int:
@@ -88,14 +80,7 @@ def _candidate_stems(name: str) -> list[str]:
   return names
 
 
-def _read_csv(path: str) -> list[list[str]]:
-  if not os.path.isfile(path):
-    raise ConfigError(f"{path}: no such file")
-  with open(path, newline="") as f:
-    rows = [[c.strip() for c in row] for row in csv.reader(f) if row and any(c.strip() for c in row)]
-  if rows and rows[0] and rows[0][0].lower() in ("lq", "name", "image", "file"):
-    rows = rows[1:]  # header
-  return rows
+HEADER_WORDS = ("lq", "name", "image", "file", "photo")  # a first CSV cell that marks a header
 
 
 def expression_from_tag(name: str) -> str | None:
@@ -119,43 +104,55 @@ def _expression(value: str, where: str) -> str | None:
 def discover(config) -> tuple[list[Item], list[Failure]]:
   """Pairs every LQ image with its reference, GT and expression, as the config says.
 
+  Files are found whatever the case of their extension. Two LQ files with one stem are one
+  failure under that name, naming both; a reference or GT name held by several files is a
+  failure of the image that needs it (:mod:`sair_jax.io.listing`).
   Raises :class:`ConfigError` (one line) for problems with the run as a whole (no LQ folder,
   unreadable CSV); per-image problems are returned as failures.
   """
   data = config.data
-  lq_paths = list_images(data.lq)
-  if not lq_paths:
-    raise ConfigError(f"{data.lq}: no images (.png/.jpg) found")
-  lq = {stem(p): p for p in lq_paths}
-  failures: list[Failure] = []
+  lq_listing = listing_of(data.lq, IMAGE_EXTENSIONS, "config.data.lq")
+  if not lq_listing.files and not lq_listing.clashes:
+    raise ConfigError(f"{data.lq}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+  lq = dict(sorted(lq_listing.files.items()))
+  failures = [Failure(name, lq_listing.clash_line(name, "LQ images"))
+              for name in sorted(lq_listing.clashes)]
 
   reference: dict[str, str | None] = dict.fromkeys(lq)
+  problem: dict[str, str] = {}  # name -> why its reference or GT is ambiguous
   csv_expression = {}
   if data.pairs:
     base = os.path.dirname(os.path.abspath(data.pairs))
-    for i, row in enumerate(_read_csv(data.pairs)):
-      if len(row) < 2:
-        raise ConfigError(f"{data.pairs}: line {i + 1} needs 'lq,reference[,expression]'")
-      name = stem(row[0])
+    for row in tables.read_rows(data.pairs, what="config.data.pairs", header_words=HEADER_WORDS):
+      where = f"{data.pairs}: line {row.line}"
+      if len(row.cells) < 2 or not row.cells[1]:
+        raise ConfigError(f"{where} needs 'lq,reference[,expression]'")
+      name = stem(row.cells[0])
       if name not in lq:
-        failures.append(Failure(name, f"{data.pairs}: line {i + 1} names '{row[0]}', "
-                                      f"which is not in {data.lq}"))
+        failures.append(Failure(name, f"{where} names '{row.cells[0]}', which is not in "
+                                      f"{data.lq}"))
         continue
-      ref = row[1] if os.path.isabs(row[1]) else os.path.join(base, row[1])
+      ref = row.cells[1] if os.path.isabs(row.cells[1]) else os.path.join(base, row.cells[1])
       if not os.path.isfile(ref) and data.references:
-        ref = os.path.join(data.references, row[1])
+        ref = os.path.join(data.references, row.cells[1])
       reference[name] = ref
-      if len(row) > 2:
-        csv_expression[name] = _expression(row[2], f"{data.pairs} line {i + 1}")
+      if len(row.cells) > 2:
+        csv_expression[name] = _expression(row.cells[2], where)
   elif data.references and not data.reference_pool:
-    if not os.path.isdir(data.references):
-      raise ConfigError(f"{data.references}: no such folder (config.data.references)")
+    refs = listing_of(data.references, IMAGE_EXTENSIONS + LATENT_EXTENSIONS,
+                      "config.data.references")
     for name in lq:
-      reference[name] = find_by_stem(data.references, _candidate_stems(name),
-                                      tuple(IMAGE_EXTENSIONS) + LATENT_EXTENSIONS)
+      reference[name], clash = refs.find(_candidate_stems(name))
+      if clash:
+        problem[name] = clash
 
-  gt = {name: find_by_stem(data.gt, [name], tuple(IMAGE_EXTENSIONS)) if data.gt else None
-        for name in lq}
+  gt = dict.fromkeys(lq)
+  if data.gt:
+    gts = listing_of(data.gt, IMAGE_EXTENSIONS, "config.data.gt")
+    for name in lq:
+      gt[name], clash = gts.find([name])
+      if clash:
+        problem.setdefault(name, clash)
   expression = _expressions(config, list(lq))
   for name, e in csv_expression.items():  # a pairs CSV's third column wins
     if e is not None:
@@ -164,7 +161,9 @@ def discover(config) -> tuple[list[Item], list[Failure]]:
   ok = []
   for name, path in lq.items():
     ref = reference[name]
-    if ref is None and not data.reference_pool:
+    if name in problem:
+      failures.append(Failure(name, problem[name]))
+    elif ref is None and not data.reference_pool:
       where = data.pairs or data.references or "(no references configured)"
       failures.append(Failure(name, f"{path}: no reference found in {where}"))
     elif ref is not None and not os.path.isfile(ref):
@@ -183,7 +182,9 @@ def _expressions(config, names: list[str]) -> dict[str, str | None]:
                         "(name,expression) or a third column in config.data.pairs")
     return {}
   if mode == "csv":
-    table = {stem(r[0]): _expression(r[1], file) for r in _read_csv(file) if len(r) >= 2}
+    table = {stem(r.cells[0]): _expression(r.cells[1], f"{file}: line {r.line}")
+             for r in tables.read_rows(file, what="config.expression.file",
+                                       header_words=HEADER_WORDS) if len(r.cells) >= 2}
     return {name: table.get(name) for name in names}
   if mode == "tag":
     return {name: expression_from_tag(name) for name in names}

@@ -74,6 +74,7 @@ class References:
                mesh: jax.sharding.Mesh):
     self.config, self.nets, self.folder, self.mesh = config, nets, folder, mesh
     self.res = nets.g.resolution
+    self._render_fn = None
 
   def _cache_path(self, path: str, method: str) -> str:
     st = os.stat(path)
@@ -135,7 +136,12 @@ class References:
     return out, failures
 
   def _render(self, w):
-    return objective.render(self._spec(), self.nets.params(), jnp.asarray(w[0]), None)[None]
+    """G(w) in [0, 1] of one W+ [1, L, D] -> [1, H, W, 3], compiled once per run (run eagerly,
+    every reference dispatched and compiled the generator's ops anew: seconds each)."""
+    if self._render_fn is None:
+      spec = self._spec()
+      self._render_fn = jax.jit(lambda params, w: objective.render(spec, params, w, None))
+    return self._render_fn(self.nets.params(), jnp.asarray(w[0]))[None]
 
   def _spec(self):
     return objective.projection_spec(self.config, self.nets, 1)

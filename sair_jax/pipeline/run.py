@@ -219,9 +219,10 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
   waiting = list(pending)  # items not yet prepared
   given: dict[str, stages.Row] = {}  # rows handed to the solver and not finished yet
   handled, t_work = 0, time.perf_counter()  # images finished or failed in this run
+  compiling = progress.CompileClock()  # kept out of the rate (shown apart)
 
   def report_progress(done: float, line: str = "") -> None:
-    p = progress.progress(done, len(pending), time.perf_counter() - t_work)
+    p = progress.progress(done, len(pending), time.perf_counter() - t_work, compiling.seconds())
     manifest["progress"] = p.record
     log(f"{line}  [{p.line}]" if line else p.line)
 

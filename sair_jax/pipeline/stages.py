@@ -140,7 +140,10 @@ class Context:
     """Pool mode: the pool's photos and their embeddings (computed once, cached on disk)."""
     if self._pool is None:
       from sair_jax.pipeline import reference_pool
-      paths = inputs.list_images(self.config.data.reference_pool)
+      pool = inputs.listing_of(self.config.data.reference_pool, what="config.data.reference_pool")
+      for line in pool.clash_lines("pool photos"):
+        log(line)
+      paths = pool.paths()
       if not paths:
         raise ConfigError(f"{self.config.data.reference_pool}: the reference pool is empty")
       model_id = f"{self.config.checkpoints.arcface}|{self.spec.identity_variant}"

@@ -31,18 +31,16 @@ skips the faces already restored and writes the photos again.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import time
 import zlib
 
 import numpy as np
-from PIL import Image
 
 from sair_jax.errors import ConfigError, InputError, UserError
 from sair_jax.face import align, detect, paste
-from sair_jax.io import images
+from sair_jax.io import images, listing, tables
 from sair_jax.pipeline import derived, inputs, outputs, run
 
 INPUTS = "wild_inputs"  # <output>/wild_inputs: aligned faces, references, pairs CSVs
@@ -90,6 +88,9 @@ def check_settings(config) -> None:
   w = config.wild
   if not float(w.min_face) > 0:
     raise ConfigError(f"config.wild.min_face={w.min_face}: must be positive (photo pixels)")
+  if not np.isfinite(float(w.min_score)):
+    raise ConfigError(f"config.wild.min_score={w.min_score}: must be a finite number (detector "
+                      "score; README: the measured table)")
   if int(w.upscale) != w.upscale or int(w.upscale) < 1:
     raise ConfigError(f"config.wild.upscale={w.upscale}: must be a positive integer")
   if w.paste_region not in paste.REGIONS:
@@ -103,57 +104,28 @@ def check_settings(config) -> None:
                       "file name), config.data.pairs (a CSV) or config.data.reference_pool")
 
 
-def _list_folder(folder: str, what: str) -> list[str]:
-  if not os.path.isdir(folder):
-    raise UserError(f"{folder}: no such folder ({what})")
-  return inputs.list_images(folder)
+def _list_folder(folder: str, what: str, kind: str) -> tuple[list[str], list[str]]:
+  """The images of ``folder`` and one problem line per name held by several files (both left
+  out; ``kind`` names them in the line, e.g. "photos")."""
+  found = listing.list_folder(folder, images.IMAGE_EXTENSIONS, what)
+  return found.paths(), found.clash_lines(kind)
 
 
 # ------------------------------------------------------------------------------------------
 # 1. Faces
 # ------------------------------------------------------------------------------------------
 
-# EXIF orientation -> the transpose that makes the photo upright (as PIL's exif_transpose).
-_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-            8: Image.Transpose.ROTATE_90}
-
-
-def read_photo(path: str) -> np.ndarray:
-  """A photo as shown: RGB float32 [H, W, 3] in [0, 1], turned upright by its EXIF orientation
-  (phones store pixels sideways and say so in EXIF; the restored photo is written upright).
-
-  Raises:
-    images.ImageIOError: one line naming the file.
-  """
-  photo = images.read_image(path)
-  try:
-    with Image.open(path) as img:
-      orientation = img.getexif().get(0x0112, 1)
-  except (OSError, ValueError, KeyError, SyntaxError):  # a damaged EXIF block: pixels as stored
-    orientation = 1
-  if orientation not in _UPRIGHT:
-    return photo
-  upright = Image.fromarray(images.to_uint8(photo)).transpose(_UPRIGHT[orientation])
-  return np.asarray(upright, np.float32) / 255.0
-
-
 def find_photos(paths: list[str], *, resolution: int, min_face: float,
-                detector=None) -> list[Photo]:
-  """Every face of every photo in ``paths`` (problems recorded per photo, nothing raised)."""
-  photos, seen = [], {}
+                min_score: float = detect.MIN_SCORE, detector=None) -> list[Photo]:
+  """Every face of every photo in ``paths`` (file stems unique; problems recorded per photo,
+  nothing raised). ``min_score``: see :func:`sair_jax.face.detect.find_faces`."""
+  photos = []
   for path in paths:
     name = inputs.stem(path)
-    if name in seen:
-      photos.append(Photo(name, path, None, (), (
-          f"{path}: another photo has the name '{name}' ({seen[name]}); rename one",)))
-      continue
-    seen[name] = path
     try:
-      photo = read_photo(path)
+      photo = images.read_image(path)
       search = detect.find_faces(photo, detector, resolution=resolution, min_face=min_face,
-                                 name=path)
+                                 min_score=min_score, name=path)
     except InputError as e:
       photos.append(Photo(name, path, None, (), (str(e),)))
       continue
@@ -166,18 +138,6 @@ def find_photos(paths: list[str], *, resolution: int, min_face: float,
 # ------------------------------------------------------------------------------------------
 
 
-def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
-  """(line number, cells) of a CSV's non-empty rows, a header row left out."""
-  if not os.path.isfile(path):
-    raise UserError(f"{path}: no such file (config.data.pairs)")
-  with open(path, newline="") as f:
-    rows = [(i + 1, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f))
-            if any(c.strip() for c in row)]
-  if rows and rows[0][1][0].lower() in ("photo", "name", "image", "file", "lq"):
-    rows = rows[1:]
-  return rows
-
-
 def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
   """Pairs from ``config.data.pairs``; a row naming one face overrides its photo's row."""
   path, folder = config.data.pairs, config.data.references
@@ -185,23 +145,25 @@ def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
   faces = {p.name: p.face_names() for p in photos}
   owner = {n: p.name for p in photos for n in p.face_names()}
   refs, expressions, problems = {}, {}, []
-  for line, row in sorted(_csv_rows(path), key=lambda r: inputs.stem(r[1][0]) in owner):
-    if len(row) < 2 or not row[1]:
-      raise UserError(f"{path}: line {line} needs 'photo,reference[,expression]'")
-    key = inputs.stem(row[0])
+  rows = tables.read_rows(path, what="config.data.pairs", header_words=inputs.HEADER_WORDS)
+  for row in sorted(rows, key=lambda r: inputs.stem(r.cells[0]) in owner):
+    photo, reference, expression = row.cell(0), row.cell(1), row.cell(2)
+    if not reference:
+      raise UserError(f"{path}: line {row.line} needs 'photo,reference[,expression]'")
+    key = inputs.stem(photo)
     targets = faces[key] if key in faces else ([key] if key in owner else None)
     if targets is None:
-      problems.append(f"{path}: line {line} names '{row[0]}', which is not a photo (or a "
+      problems.append(f"{path}: line {row.line} names '{photo}', which is not a photo (or a "
                       f"PHOTO_faceK) in {config.data.photos}")
       continue
-    ref = row[1] if os.path.isabs(row[1]) else os.path.join(base, row[1])
+    ref = reference if os.path.isabs(reference) else os.path.join(base, reference)
     if not os.path.isfile(ref) and folder:
-      ref = os.path.join(folder, row[1])
+      ref = os.path.join(folder, reference)
     for name in targets:  # a face's own row replaces its photo's, expression included
       refs[name] = ref
       expressions.pop(name, None)
-      if len(row) > 2 and row[2]:
-        expressions[name] = row[2]
+      if expression:
+        expressions[name] = expression
   return refs, expressions, problems
 
 
@@ -210,19 +172,22 @@ def pair_references(config, photos: list[Photo]) -> Pairing:
   data = config.data
   if data.reference_pool and not data.pairs:
     return Pairing({}, {}, data.reference_pool, ())
+  ambiguous = set()  # photos whose reference name is held by several files
   if data.pairs:
     refs, expressions, problems = _from_csv(config, photos)
   else:
-    if not os.path.isdir(data.references):
-      raise UserError(f"{data.references}: no such folder (config.data.references)")
+    found = listing.list_folder(data.references, images.IMAGE_EXTENSIONS
+                                + inputs.LATENT_EXTENSIONS, "config.data.references")
     refs, expressions, problems = {}, {}, []
     for p in photos:
-      ref = inputs.find_by_stem(data.references, [p.name], tuple(images.IMAGE_EXTENSIONS)
-                                 + inputs.LATENT_EXTENSIONS) if p.faces else None
+      ref, clash = found.find([p.name]) if p.faces else (None, None)
+      if clash:
+        problems.append(f"{clash} (the reference of {p.path})")
+        ambiguous.add(p.name)
       refs.update({n: ref for n in p.face_names() if ref})
   for p in photos:
     missing = [n for n in p.face_names() if n not in refs]
-    if missing:
+    if missing and p.name not in ambiguous:
       where = data.pairs or os.path.join(data.references, p.name + ".*")
       problems.append(f"{p.path}: no reference for {len(missing)} face(s) ({where})")
     for n in p.face_names():
@@ -249,6 +214,7 @@ def _aligned_names(paths: list[str]) -> dict[str, str]:
 
 
 def align_references(paths: list[str], dst: str, *, resolution: int, min_face: float,
+                     min_score: float = detect.MIN_SCORE,
                      detector=None) -> tuple[dict[str, str], dict[str, str]]:
   """FFHQ-aligns the largest face of each reference photo at ``resolution`` into ``dst``.
 
@@ -270,14 +236,14 @@ def align_references(paths: list[str], dst: str, *, resolution: int, min_face: f
       aligned[path] = target
       continue
     try:
-      photo = read_photo(path)
+      photo = images.read_image(path)
       search = detect.find_faces(photo, detector, resolution=resolution, min_face=min_face,
-                                 name=path)
+                                 min_score=min_score, name=path)
     except InputError as e:
       problems[path] = str(e)
       continue
     if not search.faces:
-      problems[path] = search.problems[0]
+      problems[path] = "; ".join(search.problems)
       continue
     images.write_image(target, align.align_face(photo, search.faces[0].landmarks, resolution))
     aligned[path] = target
@@ -302,7 +268,7 @@ def write_groups(photos: list[Photo], references: dict, expressions: dict,
               if references is None or n in references]
     if not chosen:
       continue
-    photo = read_photo(p.path)
+    photo = images.read_image(p.path)
     for (name, face), crop in zip(chosen, detect.align_faces(photo, [f for _, f in chosen])):
       folder = os.path.join(root, f"lq{face.lq_size}")
       os.makedirs(folder, exist_ok=True)
@@ -319,7 +285,7 @@ def write_groups(photos: list[Photo], references: dict, expressions: dict,
       pairs = os.path.join(root, f"pairs_lq{size}.csv")
       rows = [["lq", "reference", "expression"]] + [
           [n + ".png", os.path.abspath(references[n]), expressions.get(n, "")] for n in names]
-      images.atomic_write(pairs, "".join(",".join(r) + "\n" for r in rows).encode())
+      images.atomic_write(pairs, tables.csv_bytes(rows))
     groups.append(Group(size, folder, pairs, tuple(names)))
   return groups
 
@@ -332,7 +298,8 @@ def write_groups(photos: list[Photo], references: dict, expressions: dict,
 def paste_photos(photos: list[Photo], folder: outputs.RunFolder, dst: str, *, upscale: int,
                  region: str, feather: float) -> dict[str, list[str]]:
   """Pastes each photo's restored faces back; writes ``dst``/PHOTO.png for every readable
-  photo. Returns photo name -> the faces pasted."""
+  photo, with the photo's own alpha channel when it has one (upscaled with it). Returns photo
+  name -> the faces pasted."""
   os.makedirs(dst, exist_ok=True)
   pasted = {}
   for p in photos:
@@ -340,9 +307,13 @@ def paste_photos(photos: list[Photo], folder: outputs.RunFolder, dst: str, *, up
       continue
     done = [(n, f) for n, f in zip(p.face_names(), p.faces) if folder.done(n)]
     faces = [images.read_image(folder.path("restored", n, ".png")) for n, _ in done]
-    canvas = paste.paste_faces(read_photo(p.path), faces, [f.transform for _, f in done],
+    photo = images.decode(p.path)  # its straight colours: the alpha goes back on unchanged
+    canvas = paste.paste_faces(photo.rgb, faces, [f.transform for _, f in done],
                                region=region, feather=feather, scale=upscale)
-    images.write_image(os.path.join(dst, p.name + ".png"), canvas)
+    alpha = photo.alpha
+    if alpha is not None and upscale > 1:
+      alpha = paste.upscale_photo(np.repeat(alpha[..., None], 3, axis=-1), upscale)[..., 0]
+    images.write_image(os.path.join(dst, p.name + ".png"), images.with_alpha(canvas, alpha))
     pasted[p.name] = [n for n, _ in done]
   return pasted
 
@@ -383,19 +354,23 @@ def prepare(config, *, resolution: int, detector) -> Plan:
   """Steps 1-4: finds the faces, pairs and aligns the references, writes the LQ test sets."""
   min_face = float(config.wild.min_face)
   root = os.path.join(config.output, INPUTS)
-  paths = _list_folder(config.data.photos, "config.data.photos")
-  if not paths:
-    raise UserError(f"{config.data.photos}: no photos (.png/.jpg) found")
-  photos = find_photos(paths, resolution=resolution, min_face=min_face, detector=detector)
+  paths, problems = _list_folder(config.data.photos, "config.data.photos", "photos")
+  if not paths and not problems:
+    raise UserError(f"{config.data.photos}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) "
+                    "found")
+  photos = find_photos(paths, resolution=resolution, min_face=min_face,
+                       min_score=float(config.wild.min_score), detector=detector)
   pairing = pair_references(config, photos)
-  problems = [line for p in photos for line in p.problems] + list(pairing.problems)
+  problems += [line for p in photos for line in p.problems] + list(pairing.problems)
   if pairing.pool:
-    sources, refs_dir = _list_folder(pairing.pool, "config.data.reference_pool"), "reference_pool"
+    sources, clashes = _list_folder(pairing.pool, "config.data.reference_pool", "pool photos")
+    problems += clashes
+    refs_dir = "reference_pool"
   else:
     sources, refs_dir = sorted(set(pairing.references.values())), "references"
   refs_dir = os.path.join(root, refs_dir)
   aligned, bad = align_references(sources, refs_dir, resolution=resolution, min_face=min_face,
-                                  detector=detector)
+                                  min_score=float(config.wild.min_score), detector=detector)
   for path, line in bad.items():
     users = sorted(n for n, r in pairing.references.items() if r == path)
     problems.append(line + (f" (reference of {', '.join(users)})" if users else ""))
@@ -412,13 +387,13 @@ def prepare(config, *, resolution: int, detector) -> Plan:
 def _record(plan: Plan, pasted: dict, settings: dict) -> dict:
   """The manifest's ``wild`` section (see :func:`restore_photos`)."""
   photos = {}
-  for p in plan.photos:  # a photo whose name another one took is left to its problem line
-    photos.setdefault(p.name, {
+  for p in plan.photos:
+    photos[p.name] = {
         "file": p.path, "size": list(p.size) if p.size else None,
         "output": os.path.join(PHOTOS_OUT, p.name + ".png") if p.name in pasted else None,
         "faces": [_face_record(n, f, plan.pairing.references.get(n), n in pasted.get(p.name, ()))
                   for n, f in zip(p.face_names(), p.faces)],
-        "problems": list(p.problems)})
+        "problems": list(p.problems)}
   groups = {f"lq{g.lq_size}": {"lq_size": g.lq_size, "faces": list(g.names), "lq": g.lq,
                                "pairs": g.pairs} for g in plan.groups}
   return {"photos": photos, "problems": plan.problems, "groups": groups, "settings": settings}
@@ -462,6 +437,7 @@ def restore_photos(config) -> dict:
                          "groups": {f"lq{g.lq_size}": m.get("timings")
                                     for g, m in zip(plan.groups, manifests)}}
   settings = {"resolution": resolution, "min_face": float(w.min_face),
+              "min_score": float(w.min_score),
               "upscale": int(w.upscale), "paste_region": w.paste_region,
               "feather": float(w.feather)}
   manifest = derived.record(config.output, SECTION, _record(plan, pasted, settings), manifest)

@@ -1,0 +1,78 @@
+"""The user's CSVs (pairs, expressions) through one reader (sair_jax.io.tables): quoted fields
+with commas, physical line numbers in errors, and the photo flow's pairs written quoted."""
+
+import pytest
+
+from configs import smoke
+from sair_jax.errors import ConfigError, UserError
+from sair_jax.io import tables
+from sair_jax.pipeline import inputs, wild
+
+
+def test_rows_keep_quoted_commas_and_physical_line_numbers(tmp_path):
+  path = tmp_path / "pairs.csv"
+  path.write_text('lq,reference\n\n"Doe, Jane.png", refs/jane.npy \n\n\n"a\nb.png",x.npy\n'
+                  "  ,  \nlast.png,y.npy\n")
+  rows = tables.read_rows(str(path), what="pairs", header_words=("lq",))
+  assert [(r.line, r.cells) for r in rows] == [
+      (3, ("Doe, Jane.png", "refs/jane.npy")), (6, ("a\nb.png", "x.npy")),
+      (9, ("last.png", "y.npy"))]
+  assert rows[0].cell(2) == ""
+
+
+def test_written_rows_read_back_unchanged(tmp_path):
+  rows = [["lq", "reference", "expression"], ["Doe, Jane_face0.png", '/r/"q".npy', ""]]
+  (tmp_path / "p.csv").write_bytes(tables.csv_bytes(rows))
+  assert [list(r.cells) for r in tables.read_rows(str(tmp_path / "p.csv"), what="t")] == rows
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "no such file (config.data.pairs)"), (b"", "empty file"),
+    (b"<html><body>Sign in</body></html>", "an HTML page"), (b"\xff\xfe\x00bad", "not a UTF-8"),
+    (b'lq,ref\na.png,"unclosed\n', "line 2")])
+def test_unreadable_csvs_are_one_line(tmp_path, content, says):
+  path = tmp_path / "pairs.csv"
+  if content is not None:
+    path.write_bytes(content)
+  with pytest.raises(UserError) as e:
+    tables.read_rows(str(path), what="config.data.pairs")
+  assert str(e.value).startswith(f"{path}: ") and says in str(e.value)
+  assert "\n" not in str(e.value)
+
+
+def _config(tmp_path, **data):
+  c = smoke.get_config()
+  c.data.lq, c.data.references = str(tmp_path / "lq"), ""
+  c.data.update(data)
+  return c
+
+
+def test_pairs_errors_name_the_physical_line(tmp_path):
+  (tmp_path / "lq").mkdir()
+  (tmp_path / "lq" / "a.png").write_bytes(b"x")
+  (tmp_path / "pairs.csv").write_text("lq,reference\n\n\na.png,a.npy\n\nb.png\n")
+  with pytest.raises(ConfigError, match=r"pairs.csv: line 6 needs 'lq,reference"):
+    inputs.discover(_config(tmp_path, pairs=str(tmp_path / "pairs.csv")))
+  (tmp_path / "pairs.csv").write_text("lq,reference,expression\n\n\na.png,a.npy,grumpy\n")
+  with pytest.raises(ConfigError, match=r"pairs.csv: line 4: unknown expression 'grumpy'"):
+    inputs.discover(_config(tmp_path, pairs=str(tmp_path / "pairs.csv")))
+
+
+def test_a_name_with_a_comma_pairs_through_the_photo_flow(tmp_path):
+  """The photo flow writes its pairs quoted; the run reads them back whole."""
+  (tmp_path / "refs").mkdir()
+  (tmp_path / "refs" / "Doe, Jane.npy").write_bytes(b"x")
+  photo = wild.Photo("Doe, Jane", str(tmp_path / "Doe, Jane.png"), (10, 10), (None,), ())
+  (tmp_path / "pairs.csv").write_text('photo,reference\n\n"Doe, Jane.png","Doe, Jane.npy"\n')
+  c = _config(tmp_path, pairs=str(tmp_path / "pairs.csv"), references=str(tmp_path / "refs"),
+              photos=str(tmp_path))
+  pairing = wild.pair_references(c, [photo])
+  assert pairing.references == {"Doe, Jane_face0": str(tmp_path / "refs" / "Doe, Jane.npy")}
+  assert not pairing.problems
+  ref = str(tmp_path / "refs" / "Doe, Jane.npy")
+  pairs = tmp_path / "written.csv"
+  pairs.write_bytes(tables.csv_bytes([["lq", "reference"], ["Doe, Jane_face0.png", ref]]))
+  (tmp_path / "lq").mkdir()
+  (tmp_path / "lq" / "Doe, Jane_face0.png").write_bytes(b"x")
+  items, failures = inputs.discover(_config(tmp_path, pairs=str(pairs)))
+  assert [(it.name, it.reference) for it in items] == [("Doe, Jane_face0", ref)] and not failures
