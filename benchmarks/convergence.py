@@ -57,6 +57,9 @@ KINDS = {
     "s64_x4_far": ("s64", 4, False, 1 / 4),
 }
 
+FAST = {path.split(".")[1]: v for path, v in default.RECIPES["fast"].items()
+        if path.split(".")[1] not in ("chunk", "stop_tol")}
+
 # name: config.solver fields (the rest as the official objective sets them: cosine ramp to lr
 # 0.1, Adam 0.9/0.999, start at w_z).
 CANDIDATES = {
@@ -69,9 +72,10 @@ CANDIDATES = {
                          fine_lr_scale=1.5),
     "coarse_first_20": dict(steps=100, schedule="constant", lr=0.03, fine_rows_start=20),
     "start_truncated": dict(steps=100, schedule="constant", lr=0.03, start="truncated"),
-    "start_coarse": dict(steps=100, schedule="constant", lr=0.03, start="reference_coarse"),
-    "start_coarse_stop": dict(steps=100, schedule="constant", lr=0.03, start="reference_coarse",
-                              stop_tol=0.002, stop_min_steps=50, stop_window=10),
+    # the recipe 'fast' (configs/default.py RECIPES): constant lr 0.03, coarse rows of w_z and
+    # w_avg's fine rows as the start, 100 steps
+    "fast": FAST,
+    "fast_stop": dict(FAST, stop_tol=0.002, stop_min_steps=50, stop_window=10),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 

@@ -1,8 +1,10 @@
 """The run's three stages called one by one, in process, on the smoke networks."""
 
 import dataclasses
+import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -79,3 +81,34 @@ def test_context_refuses_an_lq_size_that_does_not_divide(ctx):
   config.data.lq_size = 24
   with pytest.raises(ConfigError, match="lq_size=24"):
     stages.Context(config, ctx.nets, ctx.folder, mesh=ctx.mesh)
+
+
+def test_the_report_says_which_expression_the_restored_face_shows(ctx, monkeypatch):
+  """With an expression classifier loaded, an image asked for one expression whose restored
+  face the classifier reads as another is flagged; an image asked for none is not classified."""
+  from sair_jax.face.expression import EXPRESSIONS, infer_expression
+  from sair_jax.nets import expression
+  arch = expression.Arch(input_size=16, in_channels=1, stem=(4,), stem_kernel=3, blocks=(8,),
+                         separable_per_block=1, block_kernel=3, depth_multiplier=1,
+                         pool_size=3, head_kernel=3, num_classes=7, eps=1e-3)
+  classifier = expression.ExpressionClassifier(
+      expression.init_params(arch, jax.random.PRNGKey(7)), arch, EXPRESSIONS)
+  items, _ = inputs.discover(ctx.config)
+  rows, _ = stages.prepare(ctx, items[:2])
+  rows = [dataclasses.replace(rows[0], item=dataclasses.replace(rows[0].item, expression=None)),
+          rows[1]]
+  result = next(stages.solve(ctx, [rows], 2))
+  seen = infer_expression(result.restored[1:], classifier,
+                          upsample_to=result.restored.shape[1]).labels[0]
+  asked = next(e for e in EXPRESSIONS if e != seen)
+  rows[1] = dataclasses.replace(rows[1], item=dataclasses.replace(rows[1].item, expression=asked))
+  result = dataclasses.replace(result, rows=tuple(rows))
+  monkeypatch.setattr(ctx.nets, "expression", classifier)
+  stages.finish(ctx, result)
+  reports = []
+  for r in rows:
+    with open(os.path.join(ctx.folder.root, "reports", f"{r.item.name}.json")) as f:
+      reports.append(json.load(f))
+  assert reports[0]["expression_seen"] is None and "expression_mismatch" not in reports[0]["flags"]
+  assert reports[1]["expression_seen"] == seen and reports[1]["expression_requested"] == asked
+  assert "expression_mismatch" in reports[1]["flags"]

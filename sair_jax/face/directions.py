@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
+import io
 import os
 import re
-import tempfile
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -96,18 +95,10 @@ def _unit_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _atomic_save_npz(path: str, arrays: dict) -> None:
-  path = os.path.abspath(os.fspath(path))
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  files.atomic_write(path, buf.getvalue())
 
 
 def save_directions(path: str | os.PathLike, d: Directions) -> None:
@@ -423,10 +414,9 @@ def collect(workdir: str, sample_fn: Callable[[jax.Array, int], Any],
   done = 0
   if os.path.exists(progress_path):
     try:
-      with open(progress_path) as f:
-        saved = json.load(f)
-    except (OSError, ValueError) as e:
-      raise DirectionsError(f"{progress_path}: unreadable ({e})") from None
+      saved = files.read_json(progress_path)
+    except files.UnreadableFileError as e:
+      raise DirectionsError(str(e)) from None
     if {k: v for k, v in saved.items() if k != "done"} != run:
       raise DirectionsError(f"{workdir}: holds a different run ({saved.get('run')}, "
                             f"{saved.get('n_samples')} samples); use another work directory")

@@ -11,7 +11,6 @@ be missing or damaged into a one-line :class:`CheckpointError` naming the direct
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Any
@@ -20,6 +19,7 @@ import jax
 import numpy as np
 
 from sair_jax.errors import UserError
+from sair_jax.io import files
 
 FORMAT_VERSION = 1
 
@@ -44,8 +44,7 @@ def save(dst: str | os.PathLike, params: Any, meta: dict, kind: str) -> None:
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(tmp, "params"), params)
     ckptr.wait_until_finished()
-  with open(os.path.join(tmp, "meta.json"), "w") as f:
-    json.dump({"kind": kind, "format": FORMAT_VERSION, **meta}, f, indent=1, sort_keys=True)
+  files.write_json(os.path.join(tmp, "meta.json"), {"kind": kind, "format": FORMAT_VERSION, **meta})
   shutil.rmtree(dst, ignore_errors=True)
   os.replace(tmp, dst)
 
@@ -60,10 +59,9 @@ def read_meta(dst: str | os.PathLike, kind: str) -> dict:
     raise CheckpointError(f"{dst}: not a converted checkpoint (no meta.json); "
                           "run the converter first")
   try:
-    with open(meta_path) as f:
-      meta = json.load(f)
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f"{meta_path}: unreadable ({e})") from None
+    meta = files.read_json(meta_path)
+  except files.UnreadableFileError as e:
+    raise CheckpointError(str(e)) from None
   if meta.get("kind") != kind:
     raise CheckpointError(f"{dst}: holds a '{meta.get('kind')}' checkpoint, expected '{kind}'")
   if meta.get("format") != FORMAT_VERSION:

@@ -89,7 +89,10 @@ def load_networks(config) -> Networks:
       from sair_jax.nets import e4e
       nets.e4e = e4e.load(paths.e4e)
       nets.sources["e4e"] = paths.e4e
-  if "expression" in required(config):
+  # The classifier: needed to infer expressions; with expressions used otherwise, loaded when
+  # present to check what the restored faces show (the report's expression_seen).
+  if "expression" in required(config) or (config.expression.mode != "none"
+                                           and _exists("expression", paths.expression)):
     from sair_jax.nets import expression
     nets.expression = expression.load(paths.expression)
     nets.sources["expression"] = paths.expression

@@ -343,6 +343,21 @@ def _judge(ctx: Context, restored01: np.ndarray, reference01: np.ndarray) -> flo
   return report.dlib_judge(restored01, reference01)
 
 
+def _expressions_seen(ctx: Context, result: Result) -> list[str | None]:
+  """What the expression classifier sees in each restored face asked for an expression (None
+  for the others, or without a loaded classifier)."""
+  asked = [i for i, row in enumerate(result.rows) if row.item.expression]
+  seen: list[str | None] = [None] * len(result.rows)
+  if ctx.nets.expression is None or not asked:
+    return seen
+  from sair_jax.face.expression import infer_expression
+  faces = result.restored[asked]
+  labels = infer_expression(faces, ctx.nets.expression, upsample_to=faces.shape[1]).labels
+  for i, label in zip(asked, labels):
+    seen[i] = label
+  return seen
+
+
 def finish(ctx: Context, result: Result) -> list[Outcome]:
   """Reports and writes every image of ``result``; the restored PNG last (the finished mark).
 
@@ -352,6 +367,7 @@ def finish(ctx: Context, result: Result) -> list[Outcome]:
   """
   cfg, g = ctx.config, ctx.nets.g
   dparams = ctx.spec.degradation
+  seen = _expressions_seen(ctx, result)
   outcomes = []
   for i, row in enumerate(result.rows):
     item = row.item
@@ -368,7 +384,7 @@ def finish(ctx: Context, result: Result) -> list[Outcome]:
         restored01=restored, lq01=row.lq,
         degrade_fn=lambda x: degradation.degrade(jnp.asarray(x), dparams),
         identity_sim=sim, judge_distance=_judge(ctx, restored, row.reference.image),
-        expression_requested=item.expression, final_losses=final,
+        expression_seen=seen[i], expression_requested=item.expression, final_losses=final,
         thresholds=dict(cfg.report), name=item.name)
     rep.update(reference_method=row.reference.method, expression_gamma=float(result.gammas[i]),
                untrained_networks=ctx.nets.untrained, pool_choice=row.pool_choice)

@@ -20,7 +20,6 @@ a tail after ``:`` that looks like a version is read as one.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Iterator, NamedTuple
@@ -30,7 +29,7 @@ from PIL import Image
 
 from sair_jax import degrade
 from sair_jax.errors import UserError
-from sair_jax.io import images
+from sair_jax.io import files, images
 
 INSTALL_HINT = "pip install -e '.[data]'"
 NAME_KEYS = ("image/filename", "filename", "file_name", "name", "id")  # tried in this order
@@ -225,7 +224,7 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
       record["tfds"] = {"dataset": source.name, "split": source.split, "index": i}
       images.write_image(paths[0], gt)
       images.write_image(paths[1], lq)
-      images.atomic_write(paths[2], (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+      files.write_json(paths[2], record)
     names.append(name)
     if progress is not None:
       progress(len(names), name)
