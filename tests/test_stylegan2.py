@@ -123,10 +123,11 @@ def test_remat_and_bf16_match_float32(g32, ref):
   p, b, arch = g32.params, g32.buffers, g32.arch
   ws = jnp.asarray(ref["wplus"])
   loss = lambda w, **kw: jnp.sum(stylegan2.synthesis_fn(p, b, arch, w, "const", **kw) ** 2)
-  g_plain = jax.grad(loss)(ws)
-  g_remat = jax.grad(lambda w: loss(w, remat=True))(ws)
+  g_plain = jax.jit(jax.grad(loss))(ws)  # jitted: op by op, the gradient takes a minute
+  g_remat = jax.jit(jax.grad(lambda w: loss(w, remat=True)))(ws)
   np.testing.assert_allclose(g_remat, g_plain, rtol=1e-4, atol=1e-6 * np.abs(g_plain).max())
-  img16 = stylegan2.synthesis_fn(p, b, arch, ws, "const", dtype=jnp.bfloat16)
+  img16 = jax.jit(lambda w: stylegan2.synthesis_fn(p, b, arch, w, "const",
+                                                   dtype=jnp.bfloat16))(ws)
   assert img16.dtype == jnp.float32
   # bf16 has an 8-bit mantissa: ~1% of the output range is the expected error.
   assert rel_err(img16, ref["img_w"].transpose(0, 2, 3, 1)) < 0.05
