@@ -76,6 +76,10 @@ CANDIDATES = {
     # w_avg's fine rows as the start, 100 steps
     "fast": FAST,
     "fast_stop": dict(FAST, stop_tol=0.002, stop_min_steps=50, stop_window=10),
+    "fast_lr0.05": dict(FAST, lr=0.05),
+    "fast_fine2": dict(FAST, fine_lr_scale=2.0),
+    "fast_betas0.7": dict(FAST, betas=(0.7, 0.999)),
+    "fast_lr0.05_rows": dict(FAST, lr=0.05, coarse_lr_scale=0.5, fine_lr_scale=1.5),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 

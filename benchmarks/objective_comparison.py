@@ -87,8 +87,8 @@ def make_problem(root: str) -> dict:
 def row_config(problem: dict, name: str, objective_name: str, overrides: dict):
   """configs/x32.py with ``--config.objective=objective_name`` and the row's overrides."""
   c = x32.get_config()
-  c.objective = objective_name
-  default.apply_objective(c)
+  c.objective, c.recipe = objective_name, "standard"  # each objective's own optimiser
+  default.apply_recipe(default.apply_objective(c))
   root = problem["root"]
   c.checkpoints.stylegan2, c.checkpoints.arcface = f"{root}/g", f"{root}/a"
   c.data.lq, c.data.gt, c.data.references = f"{root}/lq", f"{root}/gt", f"{root}/refs"

@@ -98,8 +98,9 @@ def restore_known_answer(config) -> dict:
   ground truth). The PSNR table of the restored images, bicubic upsampling and the references
   against the ground truth is printed (stdout) and recorded as the manifest's ``known_answer``.
   """
-  networks.check_checkpoints(config)  # e.g. an expression classifier: fail before any work
-  g = networks.untrained_networks(config).g  # the generator the run builds from this config
+  run.init_distributed(config)  # before anything touches a device
+  nets = networks.load_networks(config)  # checks every checkpoint before any work
+  g = nets.g
   factor = inputs.lq_factor(config.data.lq_size, g.resolution)
   n = int(config.get("smoke_images", 3))
   problem = known_answer.build_problem(g, n, factor, seed=config.solver.seed)
@@ -107,7 +108,7 @@ def restore_known_answer(config) -> dict:
   known_answer.write_problem(root, problem, reference="latent", ref_dir="references")
   manifest = run.run(derived.derived_config(
       config, lq=os.path.join(root, "lq"), gt=os.path.join(root, "gt"),
-      references=os.path.join(root, "references"), pairs="", reference_pool=""))
+      references=os.path.join(root, "references"), pairs="", reference_pool=""), nets=nets)
   scores = known_answer.score_folder(root, os.path.join(config.output, "restored"),
                                      ref_dir="references")
   print(known_answer.format_scores(scores), flush=True)

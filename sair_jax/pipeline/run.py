@@ -32,13 +32,18 @@ from sair_jax.pipeline.networks import Networks, load_networks
 from sair_jax.pipeline.outputs import log
 
 
+_DISTRIBUTED_STARTED = False  # jax.distributed starts once per process
+
+
 def init_distributed(config) -> tuple[int, int]:
   """Starts ``jax.distributed`` when ``config.distributed``; returns (process index, count).
 
   ``config.coordinator_address`` / ``num_processes`` / ``process_id`` are passed when set
-  (otherwise JAX finds them from the cluster environment: SLURM, Open MPI, TPU pods).
+  (otherwise JAX finds them from the cluster environment: SLURM, Open MPI, TPU pods). Call it
+  before anything touches a device; later calls (a flow's runs) only read the count.
   """
-  if config.distributed:
+  global _DISTRIBUTED_STARTED
+  if config.distributed and not _DISTRIBUTED_STARTED:
     kwargs = {}
     if config.get("coordinator_address"):
       kwargs["coordinator_address"] = str(config.coordinator_address)
@@ -51,6 +56,7 @@ def init_distributed(config) -> tuple[int, int]:
     except (ValueError, RuntimeError) as e:
       raise ConfigError(f"config.distributed: cannot start jax.distributed "
                         f"({str(e).splitlines()[0]})") from None
+    _DISTRIBUTED_STARTED = True
   return jax.process_index(), jax.process_count()
 
 
@@ -165,11 +171,15 @@ def _smoke_inputs(config, nets: Networks) -> None:
   config.data.lq, config.data.references = lq_dir, ref_dir
 
 
-def run(config) -> dict:
-  """Restores every image of ``config.data.lq`` into ``config.output``; returns the manifest."""
+def run(config, nets: Networks | None = None) -> dict:
+  """Restores every image of ``config.data.lq`` into ``config.output``; returns the manifest.
+
+  ``nets``: the networks ``config`` needs, when the caller has loaded them already (a flow that
+  runs several times, or used the generator first); loaded here otherwise.
+  """
   t0 = time.perf_counter()
   host, n_hosts = init_distributed(config)
-  nets = load_networks(config)
+  nets = load_networks(config) if nets is None else nets
   if nets.untrained:
     log("SMOKE RUN: the networks are UNTRAINED random networks; the images are meaningless.")
     if not config.data.lq:

@@ -41,7 +41,7 @@ import numpy as np
 from sair_jax.errors import ConfigError, InputError, UserError
 from sair_jax.face import align, detect, paste
 from sair_jax.io import images, listing, tables
-from sair_jax.pipeline import derived, inputs, outputs, run
+from sair_jax.pipeline import derived, inputs, networks, outputs, run
 
 INPUTS = "wild_inputs"  # <output>/wild_inputs: aligned faces, references, pairs CSVs
 PHOTOS_OUT = "restored_photos"  # <output>/restored_photos/PHOTO.png
@@ -411,6 +411,7 @@ def restore_photos(config) -> dict:
   """
   t0 = time.perf_counter()
   check_settings(config)
+  run.init_distributed(config)  # before anything touches a device
   resolution = derived.generator_resolution(config)
   from sair_jax.face import landmarks
   plan = prepare(config, resolution=resolution, detector=landmarks.default_detector())
@@ -421,11 +422,12 @@ def restore_photos(config) -> dict:
               f"{sum(len(g.names) for g in plan.groups)} to restore in {len(plan.groups)} "
               "LQ size(s): " + ", ".join(f"{len(g.names)} at {g.lq_size} px" for g in plan.groups))
   manifests = []
+  nets = networks.load_networks(config) if plan.groups else None  # once for every LQ size
   for g in plan.groups:
     outputs.log(f"restoring the {len(g.names)} face(s) of LQ size {g.lq_size}")
     manifests.append(run.run(derived.derived_config(
         config, lq=g.lq, lq_size=g.lq_size, pairs=g.pairs, references="",
-        reference_pool=plan.pool, gt="", photos="")))
+        reference_pool=plan.pool, gt="", photos=""), nets=nets))
 
   w = config.wild
   folder = outputs.RunFolder(config.output)
