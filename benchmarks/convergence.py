@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import default
+from sair_jax.configs import default
 from converters import arcface as arcface_converter
 from converters import stylegan2 as sg2_converter
 from sair_jax.core import degradation, objective, schedules, slots, solver

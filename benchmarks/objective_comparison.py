@@ -32,7 +32,7 @@ from absl import app, flags, logging
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 import known_answer  # noqa: E402  (tests/known_answer.py: the test's problem)
-from configs import default, x32  # noqa: E402
+from sair_jax.configs import default, x32  # noqa: E402
 from sair_jax.pipeline import run  # noqa: E402
 from sair_jax.core import objective
 from sair_jax.io.images import read_image  # noqa: E402

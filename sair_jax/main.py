@@ -42,7 +42,7 @@ def load_config(flag):
     detail = [line.strip() for line in detail if line.strip()][-1]
     raise ConfigError(f"--config: cannot load the config file ({detail})\n{USAGE}") from None
   overrides = config_flags.get_override_values(flag)
-  from configs import default
+  from sair_jax.configs import default
   if "objective" in overrides:
     default.apply_objective(config, keep=set(overrides))
   if "recipe" in overrides or ("objective" in overrides and config.recipe != "standard"):

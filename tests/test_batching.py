@@ -104,7 +104,7 @@ def test_memory_budget_from_config_or_host():
 
 
 def _smoke_config(tmp_path, **solver):
-  from configs import smoke
+  from sair_jax.configs import smoke
   config = smoke.get_config()
   config.output = str(tmp_path / "out")
   config.solver.steps, config.solver.chunk = 4, 2

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.core import slots
 from sair_jax.pipeline import known_answer, run
 from sair_jax.pipeline.networks import untrained_networks

@@ -17,7 +17,7 @@ import pytest
 from conftest import fixture
 from converters import arcface as arcface_converter
 from converters import lpips as lpips_converter
-from configs import default
+from sair_jax.configs import default
 from sair_jax import evaluate
 from sair_jax.core import degradation
 from sair_jax.io import images

@@ -58,7 +58,7 @@ def mtimes(out, names):
 @pytest.fixture(scope="module")
 def smoke_data(tmp_path_factory):
   """The smoke preset's 3 synthetic LQ faces and references, made once."""
-  from configs import smoke
+  from sair_jax.configs import smoke
   from sair_jax.pipeline.networks import untrained_networks
   from sair_jax.pipeline.run import _smoke_inputs
   config = smoke.get_config()

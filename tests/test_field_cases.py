@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from conftest import FIXTURES
 from sair_jax.io import images
 from sair_jax.pipeline import restore

@@ -3,7 +3,7 @@ is read: a test set's LQ, references and GT, a reference pool, photos and their 
 
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.io import listing
 from sair_jax.pipeline import inputs, wild

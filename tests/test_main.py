@@ -142,7 +142,7 @@ def _smoke(out, *extra, env=None):
 @pytest.fixture(scope="module")
 def smoke_data(tmp_path_factory):
   """The smoke preset's synthetic inputs (LQ folder, reference folder), made once."""
-  from configs import smoke
+  from sair_jax.configs import smoke
   from sair_jax.pipeline.networks import untrained_networks
   from sair_jax.pipeline.run import _smoke_inputs
   config = smoke.get_config()
@@ -223,9 +223,9 @@ def test_sharding_over_devices_matches_one_device(tmp_path, one_device_smoke):
 def test_configs_load_and_official_matches_the_spec():
   import importlib
   for name in ("x32", "x8", "official", "smoke"):
-    c = importlib.import_module(f"configs.{name}").get_config()
+    c = importlib.import_module(f"sair_jax.configs.{name}").get_config()
     assert c.preset == name and c.solver.steps > 0
-  c = importlib.import_module("configs.official").get_config()
+  c = importlib.import_module("sair_jax.configs.official").get_config()
   weights = {k: c.loss[k] for k in ("fidelity", "cross", "identity", "prior", "expression",
                                     "histogram")}
   assert weights == dict(fidelity=120.0, cross=0.05, identity=0.4, prior=0.001, expression=0.1,
@@ -237,7 +237,7 @@ def test_configs_load_and_official_matches_the_spec():
   assert c.expression.gammas.to_dict() == dict(neutral=3.0, angry=5.0, sad=8.0, happy=3.0,
                                                surprise=3.0, fear=3.0, disgust=2.5)
   assert c.expression.output_shift
-  p = importlib.import_module("configs.default").get_config("paper")
+  p = importlib.import_module("sair_jax.configs.default").get_config("paper")
   assert (p.solver.lr, p.loss.fidelity, p.loss.identity, p.loss.prior, p.loss.expression,
           p.loss.histogram, p.solver.steps) == (0.1, 1.0, 1.0, 0.001, 0.1, 0.05, 400)
   assert (p.loss.fidelity_norm, p.loss.histogram_variant, p.solver.schedule) == (
@@ -258,14 +258,14 @@ def parse_config(*args):
 
 
 def objective_fields(config):
-  from configs import default
+  from sair_jax.configs import default
   return {path: config[path.split(".")[0]][path.split(".")[1]]
           for path in default.OBJECTIVES["official"]}
 
 
 @pytest.mark.parametrize("preset,lq_size", [("x32", 32), ("x8", 128)])
 def test_benchmark_presets_take_the_objective_from_the_command_line(preset, lq_size):
-  from configs import default
+  from sair_jax.configs import default
   base = parse_config(f"--config=configs/{preset}.py")
   assert base.objective == "official" and base.data.lq_size == lq_size
   assert objective_fields(base) == default.OBJECTIVES["official"]
@@ -281,7 +281,7 @@ def test_benchmark_presets_take_the_objective_from_the_command_line(preset, lq_s
 
 
 def test_objective_on_the_command_line_keeps_the_presets_other_patches():
-  from configs import default
+  from sair_jax.configs import default
   c = parse_config("--config=configs/smoke.py", "--config.objective=official")
   assert objective_fields(c) == default.OBJECTIVES["official"]
   assert (c.solver.steps, c.loss.histogram_size, c.solver.lr) == (60, 32, 0.1)
@@ -290,7 +290,7 @@ def test_objective_on_the_command_line_keeps_the_presets_other_patches():
 
 
 def test_recipes_set_the_optimisation_and_move_the_histogram_phases_with_the_steps():
-  from configs import default
+  from sair_jax.configs import default
   fast = parse_config("--config=configs/official.py", "--config.recipe=fast")
   want = default.RECIPES["fast"]
   assert {p: fast[p.split(".")[0]][p.split(".")[1]] for p in want} == want

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import known_answer as known
-from configs import default
+from sair_jax.configs import default
 from sair_jax.core import degradation, losses, objective
 from sair_jax.nets import arcface, stylegan2
 from sair_jax.pipeline.networks import Networks

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import default
+from sair_jax.configs import default
 from sair_jax import gallery
 from sair_jax.core import degradation
 from sair_jax.io import files, images

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.errors import ConfigError
 from sair_jax.pipeline import restore, tfds_source
 from sair_jax.pipeline.networks import SMOKE_G

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.core import degradation, objective, slots, solver
 from sair_jax.pipeline.networks import untrained_networks
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.core import objective, slots, solver
 from sair_jax.pipeline.networks import untrained_networks
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.errors import ConfigError
 from sair_jax.io.images import write_image
 from sair_jax.pipeline import inputs, outputs, stages

@@ -3,7 +3,7 @@ with commas, physical line numbers in errors, and the photo flow's pairs written
 
 import pytest
 
-from configs import smoke
+from sair_jax.configs import smoke
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.io import tables
 from sair_jax.pipeline import inputs, wild

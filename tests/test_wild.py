@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import wild as wild_config
+from sair_jax.configs import wild as wild_config
 from conftest import FIXTURES, fixture
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.face import detect, paste

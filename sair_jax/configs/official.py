@@ -9,7 +9,7 @@ direction. All of it is ``default.OBJECTIVES["official"]``. Their defects (happy
 surprise direction, a 0/255 mask, saving step 380, crashing without a face) are not reproduced.
 """
 
-from configs import default
+from sair_jax.configs import default
 
 
 def get_config():

@@ -14,7 +14,7 @@ The objective is the paper's with the terms a random network cannot serve turned
 construction); the generator noise is constant, as in the ground truth.
 """
 
-from configs import default
+from sair_jax.configs import default
 
 
 def get_config():

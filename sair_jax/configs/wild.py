@@ -14,8 +14,8 @@ mechanics, not a restoration); ``configs/wild.py:smoke`` does the same with the 
 short optimisation as well.
 """
 
-from configs import default
-from configs import smoke
+from sair_jax.configs import default
+from sair_jax.configs import smoke
 
 
 def get_config(variant: str = ""):

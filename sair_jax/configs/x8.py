@@ -6,7 +6,7 @@ Objective as in x32.py: the authors' weights (``official``), ``--config.objectiv
 Eq. 8 as written.
 """
 
-from configs import default
+from sair_jax.configs import default
 
 
 def get_config():

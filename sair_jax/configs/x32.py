@@ -5,7 +5,7 @@ The preset fixes the protocol (LQ size, degradation). Its objective is the autho
 "Which objective"); ``--config.objective=paper`` gives Eq. 8 as written.
 """
 
-from configs import default
+from sair_jax.configs import default
 
 
 def get_config():
