@@ -1,6 +1,7 @@
 """Restore a folder of degraded faces with SAIR.
 
     python -m sair_jax.main --config=configs/x32.py [--config.data.lq=DIR ...]
+    sair-jax --config=configs/x32.py [...]          (the same command, installed as a script)
 
 Everything happens in :func:`sair_jax.pipeline.restore.restore` (a test set, ordinary photos, a
 TFDS dataset or the smoke preset's known-answer problem, each through
@@ -15,10 +16,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sair_jax.configs import preset_path
 from sair_jax.errors import ConfigError, UserError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "an ml_collections config file "
-                                          "(configs/x32.py, x8.py, official.py, smoke.py)",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "an ml_collections config file, or a "
+                                          "preset: configs/x32.py (or x32), x8, official, "
+                                          "smoke, wild (found in the package from any folder)",
                                           lock_config=False)
 USAGE = "usage: python -m sair_jax.main --config=configs/x32.py [--config.FIELD=VALUE ...]"
 
@@ -26,7 +29,7 @@ USAGE = "usage: python -m sair_jax.main --config=configs/x32.py [--config.FIELD=
 def load_config(flag):
   """The parsed ``--config`` flag, with an objective or recipe chosen on the command line.
 
-  ``--config.objective=NAME`` rewrites the objective's settings (``configs/default.py``,
+  ``--config.objective=NAME`` rewrites the objective's settings (``sair_jax/configs/default.py``,
   ``OBJECTIVES``) over the preset's, and ``--config.recipe=NAME`` the recipe's (``RECIPES``;
   a preset's recipe other than 'standard' is written again over a new objective), except the
   fields also given on the command line, which win. ``flag`` is ``flags.FLAGS["config"]``
@@ -50,10 +53,22 @@ def load_config(flag):
   return config
 
 
+def _with_presets(argv: list[str]) -> list[str]:
+  """``argv`` with a ``--config`` that names a preset pointed at the packaged file
+  (:func:`sair_jax.configs.preset_path`), so the documented form runs from any folder."""
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg.startswith("--config="):
+      out[i] = "--config=" + preset_path(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(out):
+      out[i + 1] = preset_path(out[i + 1])
+  return out
+
+
 def parse_flags(argv):
   """absl's flag parsing, with a bad ``--config`` file or field as a one-line usage error."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(_with_presets(argv))
   except flags.Error as e:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
   except (AttributeError, KeyError) as e:  # ml_collections: an override names no config field
@@ -77,5 +92,10 @@ def main(argv):
   sys.exit(0 if manifest["finished"] or not manifest["failures"] else 2)
 
 
-if __name__ == "__main__":
+def cli():
+  """The ``sair-jax`` console script: the same command as ``python -m sair_jax.main``."""
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  cli()
