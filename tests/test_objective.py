@@ -61,3 +61,20 @@ def test_each_objective_reaches_the_loss_with_its_fidelity_and_histogram(nets, p
                                bins=spec.histogram_bins)
   np.testing.assert_allclose(terms["histogram"], want, rtol=1e-4)
   assert float(terms["histogram"]) > 0
+
+
+@pytest.mark.parametrize("case", ["down_64_16", "up_8_32", "odd_13_5", "up_5_12"])
+def test_histogram_input_is_torch_bicubic_without_align_corners(case):
+  """Both sides of the histogram term (the generated image down to 256, the LQ up to 256) go
+  through one resize, torch's F.interpolate(mode='bicubic', align_corners=False): golden values
+  from torch (tests/fixtures/interpolate_ref.npz: random NHWC inputs, torch 2.13.0 CPU)."""
+  from conftest import fixture
+  ref = np.load(fixture("interpolate_ref.npz"))
+  x, want = ref[f"{case}_in"], ref[f"{case}_out"]
+  got = np.asarray(objective.histogram_input(jnp.asarray(x), want.shape[1]))
+  assert got.shape == want.shape
+  assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+  # and it is differentiable (the generated side is on the gradient's path)
+  g = jax.grad(lambda v: jnp.sum(objective.histogram_input(v, want.shape[1]) ** 2))(
+      jnp.asarray(x))
+  assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from sair_jax.core import backend_defaults, degradation, losses
-from sair_jax.nets import arcface, stylegan2
+from sair_jax.nets import arcface, layers, stylegan2
 
 TERMS = ("fidelity", "identity", "prior", "cross", "expression", "histogram")
 
@@ -112,11 +112,17 @@ def embed(spec: ObjectiveSpec, params: Any, image01: jax.Array) -> jax.Array:
   return arcface.apply(params["arcface"], arch, x)[0]
 
 
-def resize_square(x: jax.Array, size: int) -> jax.Array:
-  """[H, W, C] -> [size, size, C], bilinear (antialiased when shrinking)."""
-  if x.shape[0] == size and x.shape[1] == size:
-    return x
-  return jax.image.resize(x, (size, size, x.shape[-1]), "linear")
+def histogram_input(images01: jax.Array, size: int) -> jax.Array:
+  """The images the histogram term compares: [B, H, W, 3] -> [B, size, size, 3].
+
+  Both sides, the generated image (1024 -> 256 in the script) and the LQ (up to 256), go
+  through this one resize: torch's ``F.interpolate(mode='bicubic', align_corners=False)`` as
+  the authors' script calls it (SPEC.md, "The histogram term exactly as the script computes
+  it"), a = -0.75, no antialiasing. Differentiable (static weight matrices).
+  """
+  if images01.shape[1] == size and images01.shape[2] == size:
+    return images01
+  return layers.interpolate(images01, (size, size), "bicubic", align_corners=False)
 
 
 def make_objective(spec: ObjectiveSpec) -> Callable:
@@ -142,7 +148,7 @@ def make_objective(spec: ObjectiveSpec) -> Callable:
       terms["expression"] = target.expression_on * fn(w, target.direction,
                                                       spec.expression_gamma)
     if spec.weight("histogram"):
-      small = resize_square(x01, spec.histogram_size)
+      small = histogram_input(x01[None], spec.histogram_size)[0]
       terms["histogram"] = target.histogram_on * losses.histogram_loss(
           small, target.lq_hist, target.mask, bins=spec.histogram_bins,
           variant=spec.histogram_variant)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import layers
-from sair_jax.nets.layers import BatchNorm, PReLU, conv, resize_align_corners
+from sair_jax.nets.layers import BatchNorm, PReLU, conv, interpolate
 
 KIND = "arcface_iresnet"
 
@@ -171,7 +171,7 @@ def preprocess(faces, variant: str = "standard", size: int = 112):
   elif variant == "official":
     r0, r1 = official_crop(h)
     c0, c1 = official_crop(w)
-    x = resize_align_corners(faces[:, r0:r1, c0:c1, :], (size, size), "bicubic")
+    x = interpolate(faces[:, r0:r1, c0:c1, :], (size, size), "bicubic", align_corners=True)
     mean, std = IMAGENET_MEAN, IMAGENET_STD
   else:
     raise ValueError(f"unknown ArcFace preprocessing variant {variant!r} "

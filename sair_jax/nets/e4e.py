@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import layers
-from sair_jax.nets.layers import BatchNorm, PReLU, conv, resize_align_corners
+from sair_jax.nets.layers import BatchNorm, PReLU, conv, interpolate
 
 KIND = "e4e_encoder"
 LEAKY_SLOPE = 0.01  # torch nn.LeakyReLU() default
@@ -147,11 +147,11 @@ class Encoder4Editing(nn.Module):
     for i in range(1, n_styles):
       if i == self.coarse:  # FPN middle features
         lateral = conv(c3.shape[-1], 1, use_bias=True, name="latlayer1")(c2)
-        p2 = resize_align_corners(c3, lateral.shape[1:3], "bilinear") + lateral
+        p2 = interpolate(c3, lateral.shape[1:3], "bilinear", align_corners=True) + lateral
         features = p2
       elif i == self.middle:  # FPN fine features
         lateral = conv(c3.shape[-1], 1, use_bias=True, name="latlayer2")(c1)
-        features = resize_align_corners(p2, lateral.shape[1:3], "bilinear") + lateral
+        features = interpolate(p2, lateral.shape[1:3], "bilinear", align_corners=True) + lateral
       deltas.append(styles[i](features))
     w = w0[:, None, :] + jnp.stack(deltas, axis=1)  # [B, n_styles, w_dim]
     latent_avg = self.param("latent_avg", nn.initializers.zeros, (n_styles, self.w_dim))

@@ -87,11 +87,14 @@ def _cubic_weight(d: np.ndarray, a: float) -> np.ndarray:
   return np.where(d <= 1.0, near, np.where(d < 2.0, far, 0.0))
 
 
-def interpolation_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
-  """[n_out, n_in] float32 matrix of torch's ``F.interpolate(..., align_corners=True)``.
+def interpolation_matrix(n_in: int, n_out: int, method: str,
+                         align_corners: bool = True) -> np.ndarray:
+  """[n_out, n_in] float32 matrix of torch's ``F.interpolate(..., align_corners=...)``.
 
   With ``align_corners=True`` output sample ``o`` sits at input coordinate
-  ``o * (n_in - 1) / (n_out - 1)`` (no half-pixel shift; 0 when ``n_out == 1``).
+  ``o * (n_in - 1) / (n_out - 1)`` (no half-pixel shift; 0 when ``n_out == 1``); with False at
+  ``(o + 0.5) * n_in / n_out - 0.5`` (pixel centres; torch clamps a negative coordinate to 0
+  for 'bilinear', not for 'bicubic').
   'bilinear': the two neighbours, weights ``1 - t`` and ``t``.
   'bicubic': the four neighbours ``i-1 .. i+2`` of ``i = floor(src)``, weights from the cubic
   kernel with a = -0.75 at distances ``1 + t, t, 1 - t, 2 - t``; neighbours outside the
@@ -99,8 +102,12 @@ def interpolation_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
   weight lands on the edge column. No antialiasing: torch's default ``antialias=False`` samples
   the kernel at its unit width even when downsampling.
   """
-  scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-  src = np.arange(n_out, dtype=np.float64) * scale
+  if align_corners:
+    src = np.arange(n_out, dtype=np.float64) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+  else:
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    if method == "bilinear":
+      src = np.maximum(src, 0.0)
   base = np.floor(src).astype(np.int64)
   t = src - base
   m = np.zeros((n_out, n_in), np.float64)
@@ -118,11 +125,13 @@ def interpolation_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
   return m.astype(np.float32)
 
 
-def resize_align_corners(x, size: Sequence[int], method: str):
-  """torch ``F.interpolate(x, size, mode=method, align_corners=True)`` on NHWC ``x``."""
+def interpolate(x, size: Sequence[int], method: str, align_corners: bool):
+  """torch ``F.interpolate(x, size, mode=method, align_corners=align_corners)`` on NHWC ``x``
+  [B, H, W, C] -> [B, size[0], size[1], C] ('bilinear' | 'bicubic'; no antialiasing, as torch's
+  default). Differentiable; the weights are static matrices (:func:`interpolation_matrix`)."""
   _, h, w, _ = x.shape  # [B, H, W, C]
-  mh = jnp.asarray(interpolation_matrix(h, size[0], method))  # [H', H]
-  mw = jnp.asarray(interpolation_matrix(w, size[1], method))  # [W', W]
+  mh = jnp.asarray(interpolation_matrix(h, size[0], method, align_corners))  # [H', H]
+  mw = jnp.asarray(interpolation_matrix(w, size[1], method, align_corners))  # [W', W]
   x = jnp.einsum("oh,bhwc->bowc", mh, x)  # [B, H', W, C]
   return jnp.einsum("pw,bowc->bopc", mw, x)  # [B, H', W', C]
 
