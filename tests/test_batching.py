@@ -139,6 +139,10 @@ def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
   assert plan["peak_gib"] == round(peaks[2] / GIB, 3) and plan["budget"].startswith("solver.")
   assert all(p["remat"] for p in plan["probes"]) and False not in ctx._solvers  # pylint: disable=protected-access
   assert ctx.solver_for(True).n_compiled == len(plan["probes"])  # the probes: its own programs
+  # the run goes on with the planned solver; the context it planned on is left as it was
+  off = ctx.with_remat(False)
+  assert off.solver is ctx.solver_for(False) and off.with_remat(True).solver is ctx.solver
+  assert ctx.spec.remat and not off.spec.remat
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, capsys):

@@ -112,3 +112,19 @@ def test_the_report_says_which_expression_the_restored_face_shows(ctx, monkeypat
   assert reports[0]["expression_seen"] is None and "expression_mismatch" not in reports[0]["flags"]
   assert reports[1]["expression_seen"] == seen and reports[1]["expression_requested"] == asked
   assert "expression_mismatch" in reports[1]["flags"]
+
+
+def test_reference_projection_builds_its_solver_once(ctx):
+  """Every batch of references projected in a run reuses one solver and its compiled programs
+  (a new solver per batch traced and compiled the whole step again)."""
+  refs = ctx.references
+  faces = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+  first = refs._project(faces)  # pylint: disable=protected-access
+  (sol, _), = refs._projectors.values()  # pylint: disable=protected-access
+  compiled = sol.n_compiled
+  again = refs._project(faces)  # pylint: disable=protected-access
+  (same, _), = refs._projectors.values()  # pylint: disable=protected-access
+  assert same is sol and sol.n_compiled == compiled
+  g = ctx.nets.g
+  assert first.shape == (2, g.n_latent, g.w_dim)
+  np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-6)

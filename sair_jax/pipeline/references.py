@@ -75,6 +75,7 @@ class References:
     self.config, self.nets, self.folder, self.mesh = config, nets, folder, mesh
     self.res = nets.g.resolution
     self._render_fn = None
+    self._projectors: dict = {}  # factor -> (projection solver, jitted embedding)
 
   def _cache_path(self, path: str, method: str) -> str:
     st = os.stat(path)
@@ -156,6 +157,18 @@ class References:
       return w
     return self._project(images)
 
+  def _projector(self, factor: int):
+    """The projection's solver and its jitted reference embedding, built once per run (every
+    batch of references reuses their compiled programs)."""
+    if factor not in self._projectors:
+      cfg = self.config
+      spec = objective.projection_spec(cfg, self.nets, factor)
+      sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
+                          lr=cfg.projection.lr, mesh=self.mesh)
+      embed = jax.jit(jax.vmap(lambda p, im: objective.embed(spec, p, im), in_axes=(None, 0)))
+      self._projectors[factor] = (sol, embed)
+    return self._projectors[factor]
+
   def _project(self, images: np.ndarray) -> np.ndarray:
     """Optimisation-based inversion (no e4e): fit G(w) to the reference from w_avg."""
     cfg, g = self.config, self.nets.g
@@ -163,14 +176,12 @@ class References:
     factor = self.res // size
     log(f"projecting {len(images)} reference(s) onto the generator "
         f"({cfg.projection.steps} steps; convert e4e for a faster, better start)")
-    spec = objective.projection_spec(cfg, self.nets, factor)
-    sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
-                        lr=cfg.projection.lr, mesh=self.mesh)
+    sol, embed = self._projector(factor)
     b = len(images)
     padded = batching.round_up(b, sol.n_devices)
     x = jnp.asarray(batching.pad_batch(images, padded))
     lq = degradation.bicubic_downsample(x, factor) if factor > 1 else x
-    emb = jax.vmap(lambda im: objective.embed(spec, sol.params, im))(x)
+    emb = embed(sol.params, x)
     w0 = np.broadcast_to(np.asarray(g.w_avg), (b, g.n_latent, g.w_dim))
     target = jax.tree_util.tree_map(
         np.asarray, objective.make_target(lq[:b], emb[:b], w0, None, None, None, 8))

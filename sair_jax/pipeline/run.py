@@ -73,7 +73,8 @@ def plan_batch(ctx: stages.Context, n_pending: int) -> tuple[int, dict | None]:
   """The batch size, and the plan's record when ``solver.batch_size=0`` chose it.
 
   Auto: the largest batch (rematerialised when that lets a larger one fit) whose compiled
-  program fits the device's memory, or ``solver.memory_budget_gib``.
+  program fits the device's memory, or ``solver.memory_budget_gib``; the record's ``remat``
+  says which solver to run (``ctx.with_remat``).
   """
   cfg = ctx.config.solver
   if int(cfg.batch_size) > 0 or n_pending == 0:
@@ -88,7 +89,6 @@ def plan_batch(ctx: stages.Context, n_pending: int) -> tuple[int, dict | None]:
                                remat_only=bool(cfg.remat))
   except batching.DoesNotFit as e:
     raise ConfigError(f"solver.batch_size=0 (auto): {e}") from None
-  ctx.use_remat(plan.remat)
   probes = ", ".join(f"{s}{'+remat' if r else ''}: {p / batching.GIB:.2f}"
                      for s, r, p in plan.probes)
   log(f"auto batch: {plan.size} image(s){' with remat' if plan.remat else ''} "
@@ -221,6 +221,7 @@ def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
   batch, plan = plan_batch(ctx, len(pending))
   if plan:
     manifest["batch_plan"] = plan
+    ctx = ctx.with_remat(plan["remat"])
   log(f"{len(items)} image(s): {len(items) - len(pending)} already restored, {len(pending)} to "
       f"do, {batch} at a time on {ctx.n_devices} device(s)")
   folder.write_manifest(manifest)

@@ -16,6 +16,7 @@ the output folder, the device mesh and the solvers compiled so far.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -109,8 +110,14 @@ class Context:
                                            mesh=self.mesh)
     return self._solvers[remat]
 
-  def use_remat(self, remat: bool) -> None:
-    self.spec = dataclasses.replace(self.spec, remat=bool(remat))
+  def with_remat(self, remat: bool) -> "Context":
+    """This context with rematerialisation on or off: a new Context sharing the networks,
+    solvers and references (this one is left as it is)."""
+    if bool(remat) == self.spec.remat:
+      return self
+    other = copy.copy(self)
+    other.spec = dataclasses.replace(self.spec, remat=bool(remat))
+    return other
 
   @property
   def phase_starts(self) -> list[int]:
@@ -249,7 +256,7 @@ def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
   target = objective.make_target(
       lq, emb, w_ref, np.stack([r.direction for r in rows]),
       np.asarray([r.expression_on for r in rows], np.float32),
-      np.stack([resize_square(x, hs) for x in lq]), hs)
+      np.asarray(objective.histogram_input(jnp.asarray(lq), hs)), hs)
   target = jax.tree_util.tree_map(np.asarray, target)
   return [slots.Job(r.item.name, w_init[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
                     image_seed(cfg, r.item.name)) for i, r in enumerate(rows)]
