@@ -125,7 +125,9 @@ def test_remat_and_bf16_match_float32(g32, ref):
   loss = lambda w, **kw: jnp.sum(stylegan2.synthesis_fn(p, b, arch, w, "const", **kw) ** 2)
   g_plain = jax.jit(jax.grad(loss))(ws)  # jitted: op by op, the gradient takes a minute
   g_remat = jax.jit(jax.grad(lambda w: loss(w, remat=True)))(ws)
-  np.testing.assert_allclose(g_remat, g_plain, rtol=1e-4, atol=1e-6 * np.abs(g_plain).max())
+  # Two compiled programs (XLA fuses and orders sums its own way in each): the project's
+  # float32 tolerance, max |a - b| <= 1e-4 max |b| (measured: 4e-5).
+  assert np.abs(g_remat - g_plain).max() <= 1e-4 * np.abs(g_plain).max()
   img16 = jax.jit(lambda w: stylegan2.synthesis_fn(p, b, arch, w, "const",
                                                    dtype=jnp.bfloat16))(ws)
   assert img16.dtype == jnp.float32
