@@ -53,7 +53,7 @@ def load_config(flag):
   return config
 
 
-def _with_presets(argv: list[str]) -> list[str]:
+def with_presets(argv: list[str]) -> list[str]:
   """``argv`` with a ``--config`` that names a preset pointed at the packaged file
   (:func:`sair_jax.configs.preset_path`), so the documented form runs from any folder."""
   out = list(argv)
@@ -68,7 +68,7 @@ def _with_presets(argv: list[str]) -> list[str]:
 def parse_flags(argv):
   """absl's flag parsing, with a bad ``--config`` file or field as a one-line usage error."""
   try:
-    return flags.FLAGS(_with_presets(argv))
+    return flags.FLAGS(with_presets(argv))
   except flags.Error as e:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
   except (AttributeError, KeyError) as e:  # ml_collections: an override names no config field

@@ -264,8 +264,8 @@ def parse_config(*args):
   """The config ``python -m sair_jax.main ARGS`` would run with (flags parsed in-process)."""
   from absl import flags
   from ml_collections import config_flags
-  from sair_jax.main import load_config
-  argv = ["main", *args]
+  from sair_jax.main import load_config, with_presets
+  argv = with_presets(["main", *args])
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=False,
                                   sys_argv=argv)
