@@ -67,7 +67,8 @@ def test_each_objective_reaches_the_loss_with_its_fidelity_and_histogram(nets, p
 def test_histogram_input_is_torch_bicubic_without_align_corners(case):
   """Both sides of the histogram term (the generated image down to 256, the LQ up to 256) go
   through one resize, torch's F.interpolate(mode='bicubic', align_corners=False): golden values
-  from torch (tests/fixtures/interpolate_ref.npz: random NHWC inputs, torch 2.13.0 CPU)."""
+  made by that function (tests/fixtures/interpolate_ref.npz: random NHWC inputs, torch 2.13.0
+  CPU, outside the project)."""
   from conftest import fixture
   ref = np.load(fixture("interpolate_ref.npz"))
   x, want = ref[f"{case}_in"], ref[f"{case}_out"]
