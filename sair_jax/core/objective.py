@@ -112,6 +112,11 @@ def embed(spec: ObjectiveSpec, params: Any, image01: jax.Array) -> jax.Array:
   return arcface.apply(params["arcface"], arch, x)[0]
 
 
+def batch_embedder(spec: ObjectiveSpec) -> Callable:
+  """``embed(params, images01 [B, H, W, 3]) -> [B, E]``: :func:`embed` over a batch, jitted."""
+  return jax.jit(jax.vmap(lambda p, im: embed(spec, p, im), in_axes=(None, 0)))
+
+
 def histogram_input(images01: jax.Array, size: int) -> jax.Array:
   """The images the histogram term compares: [B, H, W, 3] -> [B, size, size, 3].
 

@@ -165,8 +165,7 @@ class References:
       spec = objective.projection_spec(cfg, self.nets, factor)
       sol = solver.Solver(spec, self.nets.params(), steps=cfg.projection.steps,
                           lr=cfg.projection.lr, mesh=self.mesh)
-      embed = jax.jit(jax.vmap(lambda p, im: objective.embed(spec, p, im), in_axes=(None, 0)))
-      self._projectors[factor] = (sol, embed)
+      self._projectors[factor] = (sol, objective.batch_embedder(spec))
     return self._projectors[factor]
 
   def _project(self, images: np.ndarray) -> np.ndarray:

@@ -91,8 +91,7 @@ class Context:
     self.references = references.References(config, nets, folder, self.mesh)
     self._solvers: dict[bool, solver.Solver] = {}
     self._pool = None
-    spec = self.spec
-    self.embed = jax.jit(jax.vmap(lambda p, im: objective.embed(spec, p, im), in_axes=(None, 0)))
+    self.embed = objective.batch_embedder(self.spec)
 
   @property
   def solver(self) -> solver.Solver:
