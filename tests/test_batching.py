@@ -119,22 +119,22 @@ def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
   """batch_size=0 with a budget between the compiled memory of 2 images and the planner's
   linear estimate for 3 (from 1 and 2): 2 are chosen.
 
-  The plan is the run's own (run.plan_batch on the run's context), measured on the programs the
+  The plan is the run's own (engine.plan_batch on the run's context), measured on the programs the
   run would compile; restoring with a planned size is the loop's ordinary path (every other
   end-to-end test), so nothing is restored here. With solver.remat=True only rematerialised
   programs are probed (the choice between the two is tested above with a memory model), so
   the test compiles two small programs, those the planner probes.
   """
-  from sair_jax.pipeline import outputs, run, stages
+  from sair_jax.pipeline import engine, outputs, stages
   from sair_jax.pipeline.networks import untrained_networks
   config = _smoke_config(tmp_path, batch_size=0, remat=True)
   ctx = stages.Context(config, untrained_networks(config), outputs.RunFolder(config.output))
-  chunk = run._first_chunk(ctx)  # pylint: disable=protected-access
+  chunk = engine._first_chunk(ctx)  # pylint: disable=protected-access
   peaks = {b: ctx.solver_for(True).program_stats(b, chunk).peak_bytes for b in (1, 2)}
   assert peaks[2] > peaks[1] > 0
   three = 2 * peaks[2] - peaks[1]  # the planner's extrapolation
   config.solver.memory_budget_gib = (peaks[2] + three) / 2 / batching.SAFETY / GIB
-  size, plan = run.plan_batch(ctx, 3)
+  size, plan = engine.plan_batch(ctx, 3)
   assert size == 2 and (plan["size"], plan["remat"]) == (2, True)
   assert plan["peak_gib"] == round(peaks[2] / GIB, 3) and plan["budget"].startswith("solver.")
   assert all(p["remat"] for p in plan["probes"]) and False not in ctx._solvers  # pylint: disable=protected-access
@@ -147,7 +147,7 @@ def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, capsys):
   from sair_jax.core import solver
-  from sair_jax.pipeline import run
+  from sair_jax.pipeline import engine
   original = solver.Solver.run_chunk
   seen = []
 
@@ -161,7 +161,7 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch,
 
   monkeypatch.setattr(solver.Solver, "run_chunk", run_chunk)
   config = _smoke_config(tmp_path, batch_size=4)
-  manifest = run.run(config)
+  manifest = engine.run(config)
   assert sorted(manifest["finished"]) == ["face0", "face1", "face2"] and not manifest["failures"]
   (retry,) = manifest["oom_retries"]
   assert (retry["batch"], retry["retry_batch"]) == (4, 2)

@@ -142,7 +142,7 @@ def smoke_data(tmp_path_factory):
   """The smoke preset's synthetic inputs (LQ folder, reference folder), made once."""
   from sair_jax.configs import smoke
   from sair_jax.pipeline.networks import untrained_networks
-  from sair_jax.pipeline.run import _smoke_inputs
+  from sair_jax.pipeline.engine import _smoke_inputs
   config = smoke.get_config()
   config.output = str(tmp_path_factory.mktemp("smoke_data"))
   _smoke_inputs(config, untrained_networks(config))

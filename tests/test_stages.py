@@ -13,7 +13,7 @@ from sair_jax.errors import ConfigError
 from sair_jax.io.images import write_image
 from sair_jax.pipeline import inputs, outputs, stages
 from sair_jax.pipeline.networks import untrained_networks
-from sair_jax.pipeline.run import _smoke_inputs
+from sair_jax.pipeline.engine import _smoke_inputs
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Runs over inputs that a flow prepares itself (photos, a TFDS dataset, the smoke problem).
 
 Each such flow writes an ordinary test set (``lq/``, references, maybe ``gt/``) under the run's
-output folder, calls :func:`sair_jax.pipeline.run.run` on a copy of the config that points at
+output folder, calls :func:`sair_jax.pipeline.engine.run` on a copy of the config that points at
 it (:func:`derived_config`), and adds its own section to the manifest the run wrote
 (:func:`record`). The flows need the generator's output side before the run loads the
 networks (:func:`generator_resolution`, read from the checkpoint's ``meta.json``).

@@ -6,10 +6,10 @@
   dataset; the LQ is synthesised with a degradation preset (:func:`restore_tfds`).
 * ``config.untrained`` without ``config.data.lq`` (the smoke preset): a problem with a known
   answer built from the random generator, restored and scored (:func:`restore_known_answer`).
-* Otherwise the test set of ``config.data.lq`` (:func:`sair_jax.pipeline.run.run`).
+* Otherwise the test set of ``config.data.lq`` (:func:`sair_jax.pipeline.engine.run`).
 
 The first three prepare an ordinary test set under the output folder, run
-:func:`sair_jax.pipeline.run.run` on it and add their own section to the manifest.
+:func:`sair_jax.pipeline.engine.run` on it and add their own section to the manifest.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from sair_jax.errors import ConfigError
-from sair_jax.pipeline import (derived, inputs, known_answer, networks, outputs, run,
+from sair_jax.pipeline import (derived, inputs, known_answer, networks, outputs, engine,
                                tfds_source, wild)
 
 SOURCES = ("photos", "tfds", "known_answer", "test_set")
@@ -52,7 +52,7 @@ def restore(config) -> dict:
     return restore_tfds(config)
   if kind == "known_answer":
     return restore_known_answer(config)
-  return run.run(config)
+  return engine.run(config)
 
 
 def restore_tfds(config) -> dict:
@@ -80,7 +80,7 @@ def restore_tfds(config) -> dict:
               f"'{src.image_key}') -> {root}")
   names = tfds_source.write_dataset(src, root, resolution=resolution, preset=preset,
                                     skip_existing=True, **options)
-  manifest = run.run(derived.derived_config(config, lq=os.path.join(root, "lq"),
+  manifest = engine.run(derived.derived_config(config, lq=os.path.join(root, "lq"),
                                             gt=os.path.join(root, "gt")))
   return derived.record(config.output, "tfds", {
       "dataset": src.name, "split": src.split, "image_key": src.image_key,
@@ -98,7 +98,7 @@ def restore_known_answer(config) -> dict:
   ground truth). The PSNR table of the restored images, bicubic upsampling and the references
   against the ground truth is printed (stdout) and recorded as the manifest's ``known_answer``.
   """
-  run.init_distributed(config)  # before anything touches a device
+  engine.init_distributed(config)  # before anything touches a device
   nets = networks.load_networks(config)  # checks every checkpoint before any work
   g = nets.g
   factor = inputs.lq_factor(config.data.lq_size, g.resolution)
@@ -106,7 +106,7 @@ def restore_known_answer(config) -> dict:
   problem = known_answer.build_problem(g, n, factor, seed=config.solver.seed)
   root = os.path.join(config.output, SMOKE_INPUTS)
   known_answer.write_problem(root, problem, reference="latent", ref_dir="references")
-  manifest = run.run(derived.derived_config(
+  manifest = engine.run(derived.derived_config(
       config, lq=os.path.join(root, "lq"), gt=os.path.join(root, "gt"),
       references=os.path.join(root, "references"), pairs="", reference_pool=""), nets=nets)
   scores = known_answer.score_folder(root, os.path.join(config.output, "restored"),

@@ -6,7 +6,7 @@
     finish(ctx, result)        -> [Outcome]          reports and files of every image
 
 Items, rows and results are frozen; no stage writes the manifest (the run loop in
-:mod:`sair_jax.pipeline.run` does, from the failures, results and outcomes). A problem with one
+:mod:`sair_jax.pipeline.engine` does, from the failures, results and outcomes). A problem with one
 image is an :class:`~sair_jax.errors.InputError` that becomes that image's failure; anything
 else propagates.
 

@@ -15,7 +15,7 @@
    valid on a rerun.
 4. :func:`write_groups`: the aligned LQ faces under ``<output>/wild_inputs/lq<SIZE>/`` (one
    folder per LQ size), each with the pairs CSV the run reads.
-5. :func:`sair_jax.pipeline.run.run` once per LQ size (the solver is compiled per size), all
+5. :func:`sair_jax.pipeline.engine.run` once per LQ size (the solver is compiled per size), all
    into ``<output>`` itself: the face names are unique across sizes, so ``restored/``,
    ``strips/``, ``reports/`` hold every face together, and the reference cache is shared.
 6. :func:`paste_photos`: every restored face warped back into its photo with its alignment
@@ -41,7 +41,7 @@ import numpy as np
 from sair_jax.errors import ConfigError, InputError, UserError
 from sair_jax.face import align, detect, paste
 from sair_jax.io import images, listing, tables
-from sair_jax.pipeline import derived, inputs, networks, outputs, run
+from sair_jax.pipeline import derived, inputs, networks, outputs, engine
 
 INPUTS = "wild_inputs"  # <output>/wild_inputs: aligned faces, references, pairs CSVs
 PHOTOS_OUT = "restored_photos"  # <output>/restored_photos/PHOTO.png
@@ -411,7 +411,7 @@ def restore_photos(config) -> dict:
   """
   t0 = time.perf_counter()
   check_settings(config)
-  run.init_distributed(config)  # before anything touches a device
+  engine.init_distributed(config)  # before anything touches a device
   resolution = derived.generator_resolution(config)
   from sair_jax.face import landmarks
   plan = prepare(config, resolution=resolution, detector=landmarks.default_detector())
@@ -425,7 +425,7 @@ def restore_photos(config) -> dict:
   nets = networks.load_networks(config) if plan.groups else None  # once for every LQ size
   for g in plan.groups:
     outputs.log(f"restoring the {len(g.names)} face(s) of LQ size {g.lq_size}")
-    manifests.append(run.run(derived.derived_config(
+    manifests.append(engine.run(derived.derived_config(
         config, lq=g.lq, lq_size=g.lq_size, pairs=g.pairs, references="",
         reference_pool=plan.pool, gt="", photos=""), nets=nets))
 
