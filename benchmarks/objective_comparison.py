@@ -8,7 +8,7 @@ The problem is the one ``test_restores_a_known_answer_through_main`` builds
 weights, so it carries no identity); GT = G(w*) for 3 random faces, rendered with the
 generator's constant noise; LQ = the authors' bicubic ×4 of the GT (8×8, no noise); reference
 = w* with its fine layers (6:) taken from other faces, given as a latent. Each row restores it
-through ``sair_jax.pipeline.engine.run`` with ``configs/x32.py`` switched to one objective
+through ``sair_jax.pipeline.restore.restore`` with ``configs/x32.py`` switched to one objective
 (``configs/default.py``, ``OBJECTIVES``, as ``--config.objective=NAME`` does), possibly with the
 fidelity norm swapped (``+sum``, ``+mean``), the identity term off (``-ID``) or, in the rows
 outside 'all', the official objective's generator noise held constant. Every other setting is
@@ -33,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 import known_answer  # noqa: E402  (tests/known_answer.py: the test's problem)
 from sair_jax.configs import default, x32  # noqa: E402
-from sair_jax.pipeline import engine  # noqa: E402
+from sair_jax.pipeline import restore  # noqa: E402
 from sair_jax.core import objective
 from sair_jax.io.images import read_image  # noqa: E402
 from sair_jax.nets import stylegan2  # noqa: E402
@@ -118,7 +118,7 @@ def main(argv):
   for name in names:
     objective_name, overrides = ROWS[name]
     config = row_config(problem, name, objective_name, overrides)
-    manifest = engine.run(config)
+    manifest = restore.restore(config)
     if manifest["failures"]:
       raise SystemExit(f"{name}: {manifest['failures']}")
     restored = np.stack([read_image(os.path.join(config.output, "restored", f"face{i}.png"))

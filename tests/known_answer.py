@@ -3,6 +3,7 @@ benchmarks/objective_comparison.py so that both measure the same thing. The prob
 built by :mod:`sair_jax.pipeline.known_answer` (also the smoke preset's)."""
 
 import os
+import pathlib
 from typing import NamedTuple
 
 import numpy as np
@@ -43,3 +44,16 @@ def write_problem(root, generator: str, n: int = 3, factor: int = 4) -> Problem:
   p = known_answer.build_problem(stylegan2.load(generator), n, factor, seed=0, coarse_rows=6)
   known_answer.write_problem(root, p, reference="latent", ref_dir="refs")
   return Problem(p.gt, p.ref, p.lq, p.w_true)
+
+
+def smoke_inputs(root, n: int = 3, seed: int = 123) -> tuple[pathlib.Path, pathlib.Path]:
+  """A test set for the smoke preset's untrained networks: ``root``/lq (LQ at the preset's
+  ``data.lq_size``) and ``root``/references (images, projected by the run) for faces
+  face0..face{n-1}; returns the two folders."""
+  from sair_jax.configs import smoke
+  from sair_jax.pipeline.networks import untrained_networks
+  config = smoke.get_config()
+  g = untrained_networks(config).g
+  p = known_answer.build_problem(g, n, g.resolution // int(config.data.lq_size), seed=seed)
+  known_answer.write_problem(root, p, reference="image")
+  return pathlib.Path(root) / "lq", pathlib.Path(root) / "references"

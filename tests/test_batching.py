@@ -147,7 +147,7 @@ def test_auto_batch_fits_a_small_cpu_budget(tmp_path):
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch, capsys):
   from sair_jax.core import solver
-  from sair_jax.pipeline import engine
+  from sair_jax.pipeline import restore
   original = solver.Solver.run_chunk
   seen = []
 
@@ -161,9 +161,9 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, monkeypatch,
 
   monkeypatch.setattr(solver.Solver, "run_chunk", run_chunk)
   config = _smoke_config(tmp_path, batch_size=4)
-  manifest = engine.run(config)
+  manifest = restore.restore(config)
   assert sorted(manifest["finished"]) == ["face0", "face1", "face2"] and not manifest["failures"]
-  (retry,) = manifest["oom_retries"]
+  (retry,) = manifest["lq_sizes"][str(config.data.lq_size)]["oom_retries"]
   assert (retry["batch"], retry["retry_batch"]) == (4, 2)
   assert sorted(retry["images"]) == ["face0", "face1", "face2"]
   assert seen[0] == 4 and max(seen[1:]) <= 2

@@ -10,7 +10,7 @@ import pytest
 
 from sair_jax.configs import smoke
 from sair_jax.core import slots
-from sair_jax.pipeline import known_answer, engine
+from sair_jax.pipeline import known_answer, restore
 from sair_jax.pipeline.networks import untrained_networks
 
 STEPS, CHUNK = 8, 2
@@ -46,7 +46,7 @@ def _restored(out, name):
 
 def test_an_early_image_is_written_its_slot_refilled_and_a_rerun_resumes(config, starts_converged,
                                                                           capsys):
-  manifest = engine.run(config)
+  manifest = restore.restore(config)
   names = ["face0", "face1", "face2", "face3", "face4"]
   assert sorted(manifest["finished"]) == names and len(manifest["finished"]) == 5
   assert not manifest["failures"]
@@ -68,7 +68,7 @@ def test_an_early_image_is_written_its_slot_refilled_and_a_rerun_resumes(config,
   os.remove(_restored(config.output, "face3"))
   kept = [n for n in names if n != "face3"]
   before = {n: os.stat(_restored(config.output, n)).st_mtime_ns for n in kept}
-  again = engine.run(config)
+  again = restore.restore(config)
   assert {n: os.stat(_restored(config.output, n)).st_mtime_ns for n in kept} == before
   assert sorted(again["finished"]) == names
   assert again["steps"]["face0"] == CHUNK and again["steps"]["face3"] == STEPS

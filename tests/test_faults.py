@@ -58,14 +58,9 @@ def mtimes(out, names):
 @pytest.fixture(scope="module")
 def smoke_data(tmp_path_factory):
   """The smoke preset's 3 synthetic LQ faces and references, made once."""
-  from sair_jax.configs import smoke
-  from sair_jax.pipeline.networks import untrained_networks
-  from sair_jax.pipeline.engine import _smoke_inputs
-  config = smoke.get_config()
-  config.output = str(tmp_path_factory.mktemp("faults_data"))
-  _smoke_inputs(config, untrained_networks(config))
-  return [f"--config.data.lq={config.data.lq}",
-          f"--config.data.references={config.data.references}"]
+  import known_answer
+  lq, refs = known_answer.smoke_inputs(tmp_path_factory.mktemp("faults_data"))
+  return [f"--config.data.lq={lq}", f"--config.data.references={refs}"]
 
 
 def test_killed_mid_write_resumes_with_every_image_restored_once(tmp_path, smoke_data):

@@ -7,7 +7,7 @@ the smoke preset's untrained networks) so the whole file takes a few minutes on 
 
 import json
 import os
-import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,13 +140,7 @@ def _smoke(out, *extra, env=None):
 @pytest.fixture(scope="module")
 def smoke_data(tmp_path_factory):
   """The smoke preset's synthetic inputs (LQ folder, reference folder), made once."""
-  from sair_jax.configs import smoke
-  from sair_jax.pipeline.networks import untrained_networks
-  from sair_jax.pipeline.engine import _smoke_inputs
-  config = smoke.get_config()
-  config.output = str(tmp_path_factory.mktemp("smoke_data"))
-  _smoke_inputs(config, untrained_networks(config))
-  return pathlib.Path(config.data.lq), pathlib.Path(config.data.references)
+  return known.smoke_inputs(tmp_path_factory.mktemp("smoke_data"))
 
 
 def test_presets_run_from_any_folder_and_as_sair_jax(tmp_path):
@@ -165,13 +159,15 @@ def test_presets_run_from_any_folder_and_as_sair_jax(tmp_path):
   assert r.returncode == 1 and "cannot load the config file" in r.stderr  # not a preset
 
 
-def test_smoke_failures_and_resume(tmp_path):
+def test_smoke_failures_and_resume(tmp_path, smoke_data):
   out = tmp_path / "smoke"
-  r = _smoke(out)
+  lq_dir, ref_dir = tmp_path / "lq", tmp_path / "references"
+  shutil.copytree(smoke_data[0], lq_dir)
+  shutil.copytree(smoke_data[1], ref_dir)
+  data = (f"--config.data.lq={lq_dir}", f"--config.data.references={ref_dir}")
+  r = _smoke(out, *data)
   assert r.returncode == 0, r.stderr
   assert "UNTRAINED" in r.stderr
-  lq_dir = out / "smoke_inputs" / "lq"
-  ref_dir = out / "smoke_inputs" / "references"
   # A corrupt image, a wrong-size image and an image without a reference join the set.
   (lq_dir / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
   write_image(lq_dir / "big.png", np.zeros((20, 20, 3)))
@@ -180,7 +176,7 @@ def test_smoke_failures_and_resume(tmp_path):
   write_image(ref_dir / "corrupt.png", np.zeros((64, 64, 3)))
   os.remove(out / "restored" / "face1.png")  # as if interrupted before face1 was finished
   before = {n: os.stat(out / "restored" / f"{n}.png").st_mtime_ns for n in ("face0", "face2")}
-  r = _smoke(out, f"--config.data.lq={lq_dir}", f"--config.data.references={ref_dir}")
+  r = _smoke(out, *data)
   assert r.returncode == 0, r.stderr
   assert "2 already restored" in r.stderr
   after = {n: os.stat(out / "restored" / f"{n}.png").st_mtime_ns for n in ("face0", "face2")}

@@ -13,7 +13,7 @@ from sair_jax.errors import ConfigError
 from sair_jax.io.images import write_image
 from sair_jax.pipeline import inputs, outputs, stages
 from sair_jax.pipeline.networks import untrained_networks
-from sair_jax.pipeline.engine import _smoke_inputs
+import known_answer
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,8 @@ def ctx(tmp_path_factory):
   config.projection.steps = 2
   config.loss.histogram_start, config.loss.mask_every = 2, 2
   nets = untrained_networks(config)
-  _smoke_inputs(config, nets)
+  lq, refs = known_answer.smoke_inputs(tmp_path_factory.mktemp("stages_data"))
+  config.data.lq, config.data.references = str(lq), str(refs)
   return stages.Context(config, nets, outputs.RunFolder(config.output))
 
 

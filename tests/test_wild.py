@@ -17,7 +17,7 @@ from sair_jax.configs import wild as wild_config
 from conftest import FIXTURES, fixture
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.face import detect, paste
-from sair_jax.io.images import read_image
+from sair_jax.io.images import read_image, to_uint8
 from sair_jax.pipeline import restore, wild
 from sair_jax.pipeline.networks import SMOKE_G
 
@@ -174,18 +174,24 @@ def test_faces_are_grouped_by_lq_size(tmp_path, detector):
   root = tmp_path / "inputs"
   (root / "lq16").mkdir(parents=True)
   (root / "lq16" / "gone_face0.png").write_bytes(b"")  # from an earlier run: removed
-  groups = wild.write_groups(photos, pairing.references, {}, str(root))
+  refs = {n: (r, r) for n, r in pairing.references.items()}  # W+ files: passed as paths
+  groups = wild.group_faces(photos, refs, {"big_face0": "happy"}, str(root))
   assert [(g.lq_size, g.names) for g in groups] == [(16, ("small_face0",)),
                                                     (32, ("big_face0",))]
+  (small,), (big,) = groups[0].items, groups[1].items
+  assert small.lq.shape == (16, 16, 3) and big.lq.shape == (32, 32, 3)  # pixels, in memory
+  assert small.reference == str(tmp_path / "refs" / "small.npy") and small.reference_is_latent
+  assert (small.expression, big.expression) == (None, "happy")
+  assert small.where.startswith(str(tmp_path / "photos" / "small.png"))
+  # for the user: the same faces as files; an earlier run's face of that size is gone
   assert sorted(p.name for p in (root / "lq16").iterdir()) == ["small_face0.png"]
-  assert read_image(root / "lq32" / "big_face0.png").shape == (32, 32, 3)
-  assert (root / "pairs_lq16.csv").read_text() == (
-      f"lq,reference,expression\nsmall_face0.png,{tmp_path / 'refs' / 'small.npy'},\n")
+  np.testing.assert_array_equal(to_uint8(read_image(root / "lq32" / "big_face0.png")), big.lq)
 
 
-def test_reference_photos_are_aligned_once(tmp_path, detector):
-  """The largest face at the generator's side; kept on a rerun (the run's inversion cache is
-  keyed by its modification time); a photo without a face is one line."""
+def test_reference_photos_are_aligned_the_same_every_time(tmp_path, detector):
+  """The largest face at the generator's side, in memory (and written for the user); the same
+  pixels on a rerun (the run's inversion cache is keyed by them); a W+ file passes through; a
+  photo without a face is one line."""
   refs = tmp_path / "refs"
   refs.mkdir()
   with Image.open(fixture("astronaut.png")) as im:
@@ -195,13 +201,14 @@ def test_reference_photos_are_aligned_once(tmp_path, detector):
   dst = tmp_path / "aligned"
   aligned, problems = wild.align_references(paths, str(dst), resolution=64, min_face=64,
                                             detector=detector)
-  assert aligned == {paths[0]: str(dst / "astro.png"), paths[2]: paths[2]}  # W+ passed through
+  assert sorted(aligned) == [paths[0], paths[2]] and aligned[paths[2]] == paths[2]
   assert list(problems) == [paths[1]] and "no face found" in problems[paths[1]]
-  assert read_image(dst / "astro.png").shape == (64, 64, 3)
-  stamp = os.stat(dst / "astro.png").st_mtime_ns
-  assert wild.align_references(paths[:1], str(dst), resolution=64, min_face=64,
-                               detector=detector)[0] == {paths[0]: str(dst / "astro.png")}
-  assert os.stat(dst / "astro.png").st_mtime_ns == stamp
+  face = aligned[paths[0]]
+  assert face.shape == (64, 64, 3) and face.dtype == np.uint8
+  np.testing.assert_array_equal(to_uint8(read_image(dst / "astro.png")), face)
+  again, _ = wild.align_references(paths[:1], None, resolution=64, min_face=64,
+                                   detector=detector)
+  np.testing.assert_array_equal(again[paths[0]], face)
 
 
 def _photo(name, n_faces):

@@ -1,31 +1,39 @@
-"""One restoration run over a whole test set: ``run(config)`` does everything ``main`` offers.
+"""The engine every source runs through: records in, restored faces and one manifest out.
 
-The loop::
+    engine = Engine(config)                 networks loaded once per command (and
+                                            jax.distributed started once per process)
+    with engine.session() as session:       the output folder locked for the whole command
+        ...a flow prepares its records...   (pixels or paths: :class:`inputs.Item`)
+        session.restore(items, failures, lq_size=...)   as often as it has LQ sizes
+        session.record("wild", {...})       the flow's own manifest section
+    session.manifest                        written after every batch and at the end
 
-    networks  <- every checkpoint the config needs (all missing ones named at once)
-    items     <- inputs.discover(config)            (per-image problems: failures)
-    lock the output folder; delete stray temporaries; skip finished images
-    batch size <- config, or planned from compiled memory (solver.batch_size=0)
-    for each batch:
+:meth:`Session.restore` is the loop::
+
+    skip finished images (resume); batch size <- config, or planned from compiled memory
+    for each group of rows:
         rows, failures <- stages.prepare(ctx, items)
         result         <- stages.solve(ctx, rows, size)   (out of memory: halve and retry)
         outcomes       <- stages.finish(ctx, result)
         manifest       <- failures, outcomes, timings      (written after every batch)
 
-Only this loop writes the manifest. Multi-host (``config.distributed``): every process takes
-every n-th image and writes ``manifest-host<i>.json``.
+Only the session writes the manifest: ``finished``, ``failures``, ``steps``, ``pool_choices``,
+``timings`` (every solver stream, with its LQ size), ``lq_sizes`` (per LQ size: images, batch,
+``batch_plan`` when planned, ``oom_retries``, timings) and the flows' sections. Multi-host
+(``config.distributed``): every process takes every n-th image and writes
+``manifest-host<i>.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from typing import Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from sair_jax.core import batching, degradation, objective, slots
+from sair_jax.core import batching, slots
 from sair_jax.errors import ConfigError
 from sair_jax.pipeline import inputs, outputs, progress, report, stages
 from sair_jax.pipeline.networks import Networks, load_networks
@@ -39,8 +47,8 @@ def init_distributed(config) -> tuple[int, int]:
   """Starts ``jax.distributed`` when ``config.distributed``; returns (process index, count).
 
   ``config.coordinator_address`` / ``num_processes`` / ``process_id`` are passed when set
-  (otherwise JAX finds them from the cluster environment: SLURM, Open MPI, TPU pods). Call it
-  before anything touches a device; later calls (a flow's runs) only read the count.
+  (otherwise JAX finds them from the cluster environment: SLURM, Open MPI, TPU pods). Called by
+  :class:`Engine` before anything touches a device; later calls only read the count.
   """
   global _DISTRIBUTED_STARTED
   if config.distributed and not _DISTRIBUTED_STARTED:
@@ -126,7 +134,8 @@ def _timing(ctx: stages.Context, size: int, images: int, image_steps: int, secon
   if size not in flops:
     flops[size] = ctx.solver.step_flops(size) / size  # per image-step
   n = max(images, 1)
-  return {"images": images, "batch": size, "steps": int(ctx.config.solver.steps),
+  return {"lq_size": ctx.lq_size, "images": images, "batch": size,
+          "steps": int(ctx.config.solver.steps),
           "image_steps": int(image_steps), "seconds": round(seconds, 3),
           "compile_seconds": round(compile_seconds, 3),
           "seconds_per_image": round(seconds / n, 3),
@@ -134,11 +143,12 @@ def _timing(ctx: stages.Context, size: int, images: int, image_steps: int, secon
           "gflop_per_image": round(flops[size] * image_steps / n / 1e9, 3)}
 
 
-def _totals(manifest: dict, seconds: float) -> None:
-  timings = manifest["timings"]
+def _totals(timings: dict, seconds: float | None) -> None:
+  """Means over the streams of ``timings['batches']`` (and the wall time, when given)."""
   done = timings["batches"]
   images = sum(b["images"] for b in done)
-  timings["total_seconds"] = round(seconds, 3)
+  if seconds is not None:
+    timings["total_seconds"] = round(seconds, 3)
   if images:
     timings["seconds_per_image"] = round(sum(b["seconds"] for b in done) / images, 3)
     timings["image_steps_per_image"] = round(sum(b["image_steps"] for b in done) / images, 3)
@@ -146,177 +156,249 @@ def _totals(manifest: dict, seconds: float) -> None:
                                        / images, 3)
 
 
-# --------------------------------------------------------------------------------------- run
+# ------------------------------------------------------------------------------------ engine
 
 
-def _smoke_inputs(config, nets: Networks) -> None:
-  """Writes a few synthetic LQ faces and references for the smoke preset (untrained nets)."""
-  g = nets.g
-  root = os.path.join(config.output, "smoke_inputs")
-  lq_dir, ref_dir = os.path.join(root, "lq"), os.path.join(root, "references")
-  os.makedirs(lq_dir, exist_ok=True)
-  os.makedirs(ref_dir, exist_ok=True)
-  n = int(config.get("smoke_images", 3))
-  z = jax.random.normal(jax.random.PRNGKey(123), (2 * n, g.z_dim))
-  ws = g.to_wplus(g.mapping(z))
-  ref_ws = ws[:n].at[:, g.n_latent // 2:].set(ws[n:, g.n_latent // 2:])
-  to01 = lambda x: np.asarray(objective.to_unit_range(x, "clip"))  # noqa: E731
-  gt, ref = to01(g.synthesis(ws[:n])), to01(g.synthesis(ref_ws))
-  lq = np.asarray(degradation.bicubic_downsample(jnp.asarray(gt),
-                                                 g.resolution // int(config.data.lq_size)))
-  from sair_jax.io.images import write_image
-  for i in range(n):
-    write_image(os.path.join(lq_dir, f"face{i}.png"), lq[i])
-    write_image(os.path.join(ref_dir, f"face{i}.png"), ref[i])
-  config.data.lq, config.data.references = lq_dir, ref_dir
+class Engine:
+  """What one command loads once: the networks (and ``jax.distributed``, once per process).
 
-
-def run(config, nets: Networks | None = None) -> dict:
-  """Restores every image of ``config.data.lq`` into ``config.output``; returns the manifest.
-
-  ``nets``: the networks ``config`` needs, when the caller has loaded them already (a flow that
-  runs several times, or used the generator first); loaded here otherwise.
+  Args:
+    config: the command's config (``checkpoints``, ``solver``, ``loss``, ...).
+    nets: the networks, when the caller has them already (tests, benchmarks); loaded from
+      ``config.checkpoints`` otherwise (every missing checkpoint named at once:
+      :class:`~sair_jax.pipeline.networks.MissingCheckpoints`).
   """
-  t0 = time.perf_counter()
-  host, n_hosts = init_distributed(config)
-  nets = load_networks(config) if nets is None else nets
-  if nets.untrained:
-    log("SMOKE RUN: the networks are UNTRAINED random networks; the images are meaningless.")
-    if not config.data.lq:
-      _smoke_inputs(config, nets)
-  items, early_failures = inputs.discover(config)
-  if n_hosts > 1:  # every image (restorable or not) belongs to exactly one host
-    names = sorted({it.name for it in items} | {f.name for f in early_failures})
+
+  def __init__(self, config, nets: Networks | None = None):
+    self.config = config
+    self.host, self.n_hosts = init_distributed(config)  # before anything touches a device
+    self.nets = load_networks(config) if nets is None else nets
+    if self.nets.untrained:
+      log("SMOKE RUN: the networks are UNTRAINED random networks; the images are meaningless.")
+
+  @contextlib.contextmanager
+  def session(self, output: str | None = None) -> Iterator["Session"]:
+    """The output folder (``config.output``) locked for everything inside the block; the
+    manifest is completed and written when the block ends (also when it raises)."""
+    name = "manifest.json" if self.n_hosts == 1 else f"manifest-host{self.host}.json"
+    folder = outputs.RunFolder(output or self.config.output, name)
+    with folder.lock():
+      session = Session(self, folder)
+      try:
+        yield session
+      finally:
+        session.close()
+
+
+class Session:
+  """One command's work in one locked output folder; the only writer of its manifest."""
+
+  def __init__(self, engine: Engine, folder: outputs.RunFolder):
+    self.engine, self.config, self.nets, self.folder = engine, engine.config, engine.nets, folder
+    self._t0 = time.perf_counter()
+    removed = folder.remove_temps()
+    if removed:
+      log(f"removed {removed} partial file(s) an interrupted run left in {folder.root}")
+    previous = folder.read_manifest()
+    self.manifest = {
+        "preset": self.config.preset, "config": self.config.to_dict(),
+        "checkpoints": self.nets.sources, "untrained_networks": self.nets.untrained,
+        "versions": outputs.versions(), "devices": [str(d) for d in jax.local_devices()],
+        "host": [engine.host, engine.n_hosts], "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "finished": [n for n in previous.get("finished", []) if folder.done(n)],
+        "failures": {}, "pool_choices": {}, "timings": {"batches": []}, "lq_sizes": {},
+        "steps": {n: s for n, s in previous.get("steps", {}).items() if folder.done(n)},
+    }
+    self._contexts: dict[tuple, stages.Context] = {}  # (LQ size, pool) -> context (solvers)
+
+  @property
+  def root(self) -> str:
+    return self.folder.root
+
+  def record(self, section: str, value) -> None:
+    """Sets the manifest's ``section`` (a flow's own record) and writes the manifest."""
+    self.manifest[section] = value
+    self.folder.write_manifest(self.manifest)
+
+  def context(self, lq_size: int | None = None,
+              pool: inputs.Pool | None = None) -> stages.Context:
+    """The stages' context for one LQ size (``config.data.lq_size`` by default) and pool,
+    built once (its solvers are compiled for that size)."""
+    size = int(self.config.data.lq_size if lq_size is None else lq_size)
+    key = (size, id(pool))
+    if key not in self._contexts:
+      mesh = next(iter(self._contexts.values())).mesh if self._contexts else None
+      self._contexts[key] = stages.Context(self.config, self.nets, self.folder, mesh=mesh,
+                                           lq_size=size, pool=pool)
+    return self._contexts[key]
+
+  def _mine(self, items, failures):
+    """This host's share: every image (restorable or not) belongs to exactly one host."""
+    host, n_hosts = self.engine.host, self.engine.n_hosts
+    if n_hosts == 1:
+      return list(items), list(failures)
+    names = sorted({it.name for it in items} | {f.name for f in failures})
     mine = set(names[host::n_hosts])
-    items = [it for it in items if it.name in mine]
-    early_failures = [f for f in early_failures if f.name in mine]
-  folder = outputs.RunFolder(config.output,
-                             "manifest.json" if n_hosts == 1 else f"manifest-host{host}.json")
-  with folder.lock():
-    return _run_locked(config, nets, folder, items, early_failures, (host, n_hosts), t0)
+    return ([it for it in items if it.name in mine], [f for f in failures if f.name in mine])
+
+  def close(self) -> dict:
+    """Report summary and totals; writes the manifest and returns it."""
+    m = self.manifest
+    reports = report.read_reports(os.path.join(self.root, "reports"))
+    m["report_summary"] = report.summarise(list(reports.values()))
+    _totals(m["timings"], time.perf_counter() - self._t0)
+    self.folder.write_manifest(m)
+    return m
+
+  def restore(self, items: Sequence[inputs.Item], failures: Sequence[inputs.Failure] = (), *,
+              lq_size: int | None = None, pool: inputs.Pool | None = None) -> dict:
+    """Restores every item not finished yet, at one LQ size; returns the manifest so far.
+
+    ``failures``: images the flow could not make an item of (recorded, logged). ``pool``: the
+    candidates for items without a reference (pool mode). Images
+    finished before (a resumed run) are skipped; a batch that runs out of device memory is
+    retried at half the size (nothing finished is lost).
+    """
+    items, failures = self._mine(items, failures)
+    ctx = self.context(lq_size, pool)
+    manifest, folder = self.manifest, self.folder
+    for f in failures:
+      manifest["failures"][f.name] = f.reason
+      log(f"skipping {f.name}: {f.reason}")
+    pending = [it for it in items if not folder.done(it.name)]
+    for it in items:
+      if folder.done(it.name) and it.name not in manifest["finished"]:
+        manifest["finished"].append(it.name)
+        manifest["failures"].pop(it.name, None)
+    per_size = manifest["lq_sizes"].setdefault(str(ctx.lq_size), {
+        "lq_size": ctx.lq_size, "images": 0, "oom_retries": [], "timings": {"batches": []}})
+    per_size["images"] += len(items)
+    batch, plan = plan_batch(ctx, len(pending))
+    if plan:
+      per_size["batch_plan"] = plan
+      ctx = ctx.with_remat(plan["remat"])
+    per_size["batch"] = batch
+    log(f"{len(items)} image(s) at LQ size {ctx.lq_size}: {len(items) - len(pending)} already "
+        f"restored, {len(pending)} to do, {batch} at a time on {ctx.n_devices} device(s)")
+    folder.write_manifest(manifest)
+    _Loop(ctx, manifest, per_size, pending, batch).run()
+    _totals(per_size["timings"], None)
+    folder.write_manifest(manifest)
+    log(f"done: {len(manifest['finished'])} restored, {len(manifest['failures'])} failed "
+        f"-> {folder.root}")
+    return manifest
 
 
-def _run_locked(config, nets, folder, items, early_failures, hosts, t0) -> dict:
-  removed = folder.remove_temps()
-  if removed:
-    log(f"removed {removed} partial file(s) an interrupted run left in {folder.root}")
-  previous = folder.read_manifest()
-  manifest = {
-      "preset": config.preset, "config": config.to_dict(), "checkpoints": nets.sources,
-      "untrained_networks": nets.untrained, "versions": outputs.versions(),
-      "devices": [str(d) for d in jax.local_devices()], "host": list(hosts),
-      "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-      "finished": [n for n in previous.get("finished", []) if folder.done(n)],
-      "failures": {f.name: f.reason for f in early_failures},
-      "pool_choices": {}, "timings": {"batches": []},
-      "steps": {n: s for n, s in previous.get("steps", {}).items() if folder.done(n)},
-  }
-  pending = [it for it in items if not folder.done(it.name)]
-  for it in items:
-    if folder.done(it.name) and it.name not in manifest["finished"]:
-      manifest["finished"].append(it.name)
-  for f in early_failures:
-    log(f"skipping {f.name}: {f.reason}")
-  ctx = stages.Context(config, nets, folder)
-  batch, plan = plan_batch(ctx, len(pending))
-  if plan:
-    manifest["batch_plan"] = plan
-    ctx = ctx.with_remat(plan["remat"])
-  log(f"{len(items)} image(s): {len(items) - len(pending)} already restored, {len(pending)} to "
-      f"do, {batch} at a time on {ctx.n_devices} device(s)")
-  folder.write_manifest(manifest)
-  flops: dict[int, float] = {}
-  steps = int(config.solver.steps)
-  waiting = list(pending)  # items not yet prepared
-  given: dict[str, stages.Row] = {}  # rows handed to the solver and not finished yet
-  handled, t_work = 0, time.perf_counter()  # images finished or failed in this run
-  compiling = progress.CompileClock()  # kept out of the rate (shown apart)
+class _Loop:
+  """The batch loop of :meth:`Session.restore` over one LQ size's pending items."""
 
-  def report_progress(done: float, line: str = "") -> None:
-    p = progress.progress(done, len(pending), time.perf_counter() - t_work, compiling.seconds())
-    manifest["progress"] = p.record
+  def __init__(self, ctx: stages.Context, manifest: dict, per_size: dict,
+               pending: list[inputs.Item], batch: int):
+    self.ctx, self.manifest, self.per_size, self.batch = ctx, manifest, per_size, batch
+    self.total = len(pending)
+    self.waiting = list(pending)  # items not yet prepared
+    self.given: dict[str, stages.Row] = {}  # rows handed to the solver and not finished yet
+    self.handled = 0  # images finished or failed in this call
+    self.t_work = time.perf_counter()
+    self.compiling = progress.CompileClock()  # kept out of the rate (shown apart)
+    self.flops: dict[int, float] = {}
+    self.steps = int(ctx.config.solver.steps)
+
+  def report_progress(self, done: float, line: str = "") -> None:
+    p = progress.progress(done, self.total, time.perf_counter() - self.t_work,
+                          self.compiling.seconds())
+    self.manifest["progress"] = p.record
     log(f"{line}  [{p.line}]" if line else p.line)
 
-  def groups(size: int, retry: list[stages.Row]):
+  def groups(self, size: int, retry: list[stages.Row]):
     """Rows for the solver, ``size`` at a time: rows to retry first, then new items."""
-    nonlocal handled
     for i in range(0, len(retry), size):
       yield retry[i:i + size]
-    while waiting:
-      take = waiting[:size]
-      del waiting[:size]
-      rows, failures = stages.prepare(ctx, take)
+    while self.waiting:
+      take = self.waiting[:size]
+      del self.waiting[:size]
+      rows, failures = stages.prepare(self.ctx, take)
       for f in failures:
-        manifest["failures"][f.name] = f.reason
+        self.manifest["failures"][f.name] = f.reason
         log(f"failed {f.name}: {f.reason}")
-      handled += len(failures)
-      given.update((r.item.name, r) for r in rows)
+      self.handled += len(failures)
+      self.given.update((r.item.name, r) for r in rows)
       if rows:
         yield rows
 
-  def on_chunk(line: str, active: list) -> None:
-    report_progress(handled + sum(s / steps for _, s in active), line)
+  def on_chunk(self, line: str, active: list) -> None:
+    self.report_progress(self.handled + sum(s / self.steps for _, s in active), line)
 
-  def shrink(active: int, size: int, steps_left: int) -> int:
-    """A smaller compiled batch for the last images, when padding costs more than compiling."""
-    live = (streams[-1].image_steps, time.perf_counter() - t_stream
-            - (sum(ctx.solver.compile_seconds.values()) - compile_before))
-    return batching.choose_size(active, size, steps=steps_left,
-                                **_measured(ctx, manifest["timings"]["batches"], live))
+  def _compile_seconds(self) -> float:
+    return sum(self.ctx.solver.compile_seconds.values())
 
-  retry: list[stages.Row] = []
-  size = run_size(ctx, min(len(pending), batch), batch, manifest["timings"]["batches"])
-  while retry or waiting:
-    t_stream, compile_before = time.perf_counter(), sum(ctx.solver.compile_seconds.values())
-    streams, finished_here, stream_size = [], 0, size
-    try:
-      for result in stages.solve(ctx, groups(size, retry), size, on_chunk=on_chunk,
-                                 shrink=shrink, started=streams.append):
-        for o in stages.finish(ctx, result):
-          given.pop(o.name, None)
-          if o.finished:
-            manifest["finished"].append(o.name)
-            manifest["failures"].pop(o.name, None)
-            manifest["steps"][o.name] = o.steps
-            if o.pool_choice:
-              manifest["pool_choices"][o.name] = o.pool_choice
-          else:
-            manifest["failures"][o.name] = o.reason
-            log(f"failed {o.name}: {o.reason}")
-        handled += len(result.rows)
-        finished_here += len(result.rows)
-        report_progress(handled)
-        folder.write_manifest(manifest)
-      retry = []
-    except Exception as e:  # pylint: disable=broad-except
-      if not batching.is_out_of_memory(e):
-        raise
-      retry = list(given.values())  # in flight or prepared: nothing finished is lost
-      smaller = batching.halve(size, ctx.n_devices)
-      manifest.setdefault("oom_retries", []).append(
-          {"batch": size, "retry_batch": smaller, "images": [r.item.name for r in retry]})
-      if smaller is None:
-        log(f"out of device memory even at batch {size}: {len(retry)} image(s) not restored")
-        for r in retry:
-          manifest["failures"][r.item.name] = (
-              f"{r.item.lq}: out of device memory at batch {size} (try "
-              "solver.compute_dtype=bfloat16 or solver.remat=True)")
-        handled += len(retry)
-        given.clear()
+  def run(self) -> None:
+    ctx, manifest = self.ctx, self.manifest
+    done = self.per_size["timings"]["batches"]  # this LQ size's finished streams
+    size = run_size(ctx, min(self.total, self.batch), self.batch, done)
+    retry: list[stages.Row] = []
+    while retry or self.waiting:
+      t_stream, compile_before = time.perf_counter(), self._compile_seconds()
+      streams, finished_here, stream_size = [], 0, size
+
+      def shrink(active: int, size: int, steps_left: int) -> int:
+        """A smaller compiled batch for the last images, when padding costs more than
+        compiling."""
+        live = (streams[-1].image_steps,
+                time.perf_counter() - t_stream - (self._compile_seconds() - compile_before))
+        return batching.choose_size(active, size, steps=steps_left,
+                                    **_measured(ctx, done, live))
+
+      try:
+        for result in stages.solve(ctx, self.groups(size, retry), size, on_chunk=self.on_chunk,
+                                   shrink=shrink, started=streams.append):
+          self._record(stages.finish(ctx, result))
+          self.handled += len(result.rows)
+          finished_here += len(result.rows)
+          self.report_progress(self.handled)
+          ctx.folder.write_manifest(manifest)
         retry = []
+      except Exception as e:  # pylint: disable=broad-except
+        if not batching.is_out_of_memory(e):
+          raise
+        retry, size = self._out_of_memory(size)
+      if streams:
+        record = _timing(ctx, stream_size, finished_here, streams[0].image_steps,
+                         time.perf_counter() - t_stream,
+                         self._compile_seconds() - compile_before, self.flops)
+        manifest["timings"]["batches"].append(record)
+        self.per_size["timings"]["batches"].append(record)
+      ctx.folder.write_manifest(manifest)
+
+  def _record(self, outcomes: list[stages.Outcome]) -> None:
+    manifest = self.manifest
+    for o in outcomes:
+      self.given.pop(o.name, None)
+      if o.finished:
+        manifest["finished"].append(o.name)
+        manifest["failures"].pop(o.name, None)
+        manifest["steps"][o.name] = o.steps
+        if o.pool_choice:
+          manifest["pool_choices"][o.name] = o.pool_choice
       else:
-        log(f"out of device memory at batch {size}: retrying {len(retry)} image(s) in "
-            f"batches of {smaller}, and using batches of at most {smaller} from now on")
-        size = smaller
-    if streams:
-      manifest["timings"]["batches"].append(_timing(
-          ctx, stream_size, finished_here, streams[0].image_steps, time.perf_counter() - t_stream,
-          sum(ctx.solver.compile_seconds.values()) - compile_before, flops))
-    folder.write_manifest(manifest)
-  reports = report.read_reports(os.path.join(config.output, "reports"))
-  manifest["report_summary"] = report.summarise(list(reports.values()))
-  _totals(manifest, time.perf_counter() - t0)
-  folder.write_manifest(manifest)
-  log(f"done: {len(manifest['finished'])} restored, {len(manifest['failures'])} failed "
-      f"-> {config.output}")
-  return manifest
+        manifest["failures"][o.name] = o.reason
+        log(f"failed {o.name}: {o.reason}")
+
+  def _out_of_memory(self, size: int) -> tuple[list[stages.Row], int]:
+    """Rows in flight or prepared go back to be retried at half the batch (or fail at 1)."""
+    retry = list(self.given.values())  # nothing finished is lost
+    smaller = batching.halve(size, self.ctx.n_devices)
+    self.per_size["oom_retries"].append(
+        {"batch": size, "retry_batch": smaller, "images": [r.item.name for r in retry]})
+    if smaller is None:
+      log(f"out of device memory even at batch {size}: {len(retry)} image(s) not restored")
+      for r in retry:
+        self.manifest["failures"][r.item.name] = (
+            f"{r.item.where}: out of device memory at batch {size} (try "
+            "solver.compute_dtype=bfloat16 or solver.remat=True)")
+      self.handled += len(retry)
+      self.given.clear()
+      return [], size
+    log(f"out of device memory at batch {size}: retrying {len(retry)} image(s) in "
+        f"batches of {smaller}, and using batches of at most {smaller} from now on")
+    return retry, smaller

@@ -10,26 +10,90 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Callable, Union
+
+import numpy as np
+
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.face.expression import EXPRESSIONS, canonical_name
 from sair_jax.io import listing, tables
-from sair_jax.io.images import IMAGE_EXTENSIONS
+from sair_jax.io.images import IMAGE_EXTENSIONS, read_image
 
 LATENT_EXTENSIONS = (".npy", ".pt", ".pth")
 
 
-@dataclasses.dataclass(frozen=True)
+Pixels = Union[str, np.ndarray, Callable[[], np.ndarray]]  # a file, [H, W, 3], or a loader
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Item:
-  """One image to restore (immutable: a stage that learns more returns a replaced copy)."""
-  name: str  # file stem: the key of every output
-  lq: str  # path of the degraded face
-  reference: str | None = None  # image, .npy W+ or authors' latents.pt; None: from the pool
-  gt: str | None = None
+  """One image to restore: a record the engine takes (immutable: a stage that learns more
+  returns a replaced copy).
+
+  Every input is a file path or held in memory, so a flow that makes its inputs itself
+  (photos, a dataset, the smoke problem) hands them over without writing them first.
+  """
+  name: str  # the key of every output (restored/NAME.png, ...)
+  lq: Pixels  # the degraded face: a path, [h, w, 3] in [0, 1] (or uint8), or a loader
+  reference: str | np.ndarray | None = None  # an image or W+ file (.npy, authors'
+  # latents.pt), aligned face pixels [S, S, 3], or a W+ code [L, D]; None: from the pool
+  gt: Pixels | None = None  # ground truth, for the strips
   expression: str | None = None  # canonical expression name, or None
+  origin: str = ""  # what the LQ is, for messages, when it is not a file ("photo.jpg, face 0")
+  reference_origin: str = ""  # the same for a reference held in memory
+
+  @property
+  def where(self) -> str:
+    """The LQ's file, or what it was made from: the first word of every message about it."""
+    return self.lq if isinstance(self.lq, str) else (self.origin or self.name)
+
+  @property
+  def reference_where(self) -> str:
+    """The reference's file, or what it was made from."""
+    if isinstance(self.reference, str):
+      return self.reference
+    return self.reference_origin or f"the reference of {self.name}"
 
   @property
   def reference_is_latent(self) -> bool:
+    """The reference is a W+ code (a file of one, or an array of rank <= 2)."""
+    if isinstance(self.reference, np.ndarray):
+      return self.reference.ndim <= 2
     return self.reference is not None and self.reference.lower().endswith(LATENT_EXTENSIONS)
+
+
+def load_pixels(value: Pixels) -> np.ndarray:
+  """[H, W, 3] float32 in [0, 1] from a path (:func:`sair_jax.io.images.read_image`: one-line
+  ImageIOError), an array (uint8 or float in [0, 1]) or a loader."""
+  if isinstance(value, str):
+    return read_image(value)
+  x = np.asarray(value() if callable(value) else value)
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 255.0
+  return x.astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Pool:
+  """Candidate references (pool mode): each one's name (for the manifest's ``pool_choices``)
+  and its aligned face, a file or pixels [S, S, 3]."""
+  names: tuple[str, ...]
+  faces: tuple[str | np.ndarray, ...]
+
+
+def pool_of_folder(folder: str) -> Pool:
+  """The pool of ``config.data.reference_pool``: its images (clashing names logged apart).
+
+  Raises :class:`ConfigError` when the folder is missing or empty.
+  """
+  from sair_jax.pipeline.outputs import log
+  found = listing_of(folder, IMAGE_EXTENSIONS, "config.data.reference_pool")
+  for line in found.clash_lines("pool photos"):
+    log(line)
+  paths = found.paths()
+  if not paths:
+    raise ConfigError(f"{folder}: the reference pool is empty")
+  return Pool(tuple(paths), tuple(paths))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +156,9 @@ def expression_from_tag(name: str) -> str | None:
     return None
 
 
-def _expression(value: str, where: str) -> str | None:
+def expression_name(value: str, where: str) -> str | None:
+  """The canonical expression a CSV cell names (None for '' or 'none'); ``where`` (file and
+  line) starts the :class:`ConfigError` for an unknown one."""
   if not value or value.lower() == "none":
     return None
   try:
@@ -102,11 +168,10 @@ def _expression(value: str, where: str) -> str | None:
 
 
 def discover(config) -> tuple[list[Item], list[Failure]]:
-  """Pairs every LQ image with its reference, GT and expression, as the config says.
+  """The test set of ``config.data.lq``: every LQ image paired by :func:`pair`.
 
   Files are found whatever the case of their extension. Two LQ files with one stem are one
-  failure under that name, naming both; a reference or GT name held by several files is a
-  failure of the image that needs it (:mod:`sair_jax.io.listing`).
+  failure under that name, naming both.
   Raises :class:`ConfigError` (one line) for problems with the run as a whole (no LQ folder,
   unreadable CSV); per-image problems are returned as failures.
   """
@@ -114,10 +179,25 @@ def discover(config) -> tuple[list[Item], list[Failure]]:
   lq_listing = listing_of(data.lq, IMAGE_EXTENSIONS, "config.data.lq")
   if not lq_listing.files and not lq_listing.clashes:
     raise ConfigError(f"{data.lq}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-  lq = dict(sorted(lq_listing.files.items()))
   failures = [Failure(name, lq_listing.clash_line(name, "LQ images"))
               for name in sorted(lq_listing.clashes)]
+  items, more = pair(config, dict(sorted(lq_listing.files.items())), source=data.lq)
+  return items, failures + more
 
+
+def pair(config, lq: dict[str, Pixels], *, source: str, gt: dict[str, Pixels] | None = None,
+         origins: dict[str, str] | None = None) -> tuple[list[Item], list[Failure]]:
+  """Pairs LQ faces (name -> file or pixels) with their reference, GT and expression, as
+  ``config.data`` and ``config.expression`` say.
+
+  References: ``data.pairs`` (a CSV ``lq,reference[,expression]``), else ``data.references``
+  (``NAME.*``, or ``ref_X`` for ``lq_X``), else none (pool mode). GT: ``gt`` when given, else
+  ``data.gt`` (``NAME.*``). ``source`` names the LQ faces in messages (a folder, a dataset);
+  ``origins``: what each in-memory LQ is, for messages. A reference or GT name held by several
+  files is a failure of the image that needs it (:mod:`sair_jax.io.listing`).
+  """
+  data = config.data
+  failures: list[Failure] = []
   reference: dict[str, str | None] = dict.fromkeys(lq)
   problem: dict[str, str] = {}  # name -> why its reference or GT is ambiguous
   csv_expression = {}
@@ -130,14 +210,14 @@ def discover(config) -> tuple[list[Item], list[Failure]]:
       name = stem(row.cells[0])
       if name not in lq:
         failures.append(Failure(name, f"{where} names '{row.cells[0]}', which is not in "
-                                      f"{data.lq}"))
+                                      f"{source}"))
         continue
       ref = row.cells[1] if os.path.isabs(row.cells[1]) else os.path.join(base, row.cells[1])
       if not os.path.isfile(ref) and data.references:
         ref = os.path.join(data.references, row.cells[1])
       reference[name] = ref
       if len(row.cells) > 2:
-        csv_expression[name] = _expression(row.cells[2], where)
+        csv_expression[name] = expression_name(row.cells[2], where)
   elif data.references and not data.reference_pool:
     refs = listing_of(data.references, IMAGE_EXTENSIONS + LATENT_EXTENSIONS,
                       "config.data.references")
@@ -146,34 +226,37 @@ def discover(config) -> tuple[list[Item], list[Failure]]:
       if clash:
         problem[name] = clash
 
-  gt = dict.fromkeys(lq)
-  if data.gt:
+  gt = dict(gt) if gt is not None else dict.fromkeys(lq)
+  if data.gt and not any(v is not None for v in gt.values()):
     gts = listing_of(data.gt, IMAGE_EXTENSIONS, "config.data.gt")
     for name in lq:
       gt[name], clash = gts.find([name])
       if clash:
         problem.setdefault(name, clash)
-  expression = _expressions(config, list(lq))
+  expression = requested_expressions(config, list(lq))
   for name, e in csv_expression.items():  # a pairs CSV's third column wins
     if e is not None:
       expression[name] = e
 
   ok = []
-  for name, path in lq.items():
+  origins = origins or {}
+  for name, pixels in lq.items():
     ref = reference[name]
+    where = pixels if isinstance(pixels, str) else origins.get(name, name)
     if name in problem:
       failures.append(Failure(name, problem[name]))
     elif ref is None and not data.reference_pool:
-      where = data.pairs or data.references or "(no references configured)"
-      failures.append(Failure(name, f"{path}: no reference found in {where}"))
+      looked = data.pairs or data.references or "(no references configured)"
+      failures.append(Failure(name, f"{where}: no reference found in {looked}"))
     elif ref is not None and not os.path.isfile(ref):
       failures.append(Failure(name, f"{ref}: reference file does not exist"))
     else:
-      ok.append(Item(name, path, ref, gt[name], expression.get(name)))
+      ok.append(Item(name, pixels, ref, gt.get(name), expression.get(name),
+                     origin=origins.get(name, "")))
   return ok, failures
 
 
-def _expressions(config, names: list[str]) -> dict[str, str | None]:
+def requested_expressions(config, names: list[str]) -> dict[str, str | None]:
   """The expression each image asks for, by ``config.expression.mode`` (before a pairs CSV)."""
   mode, file = config.expression.mode, config.expression.file
   if mode == "csv" and not file:
@@ -182,7 +265,7 @@ def _expressions(config, names: list[str]) -> dict[str, str | None]:
                         "(name,expression) or a third column in config.data.pairs")
     return {}
   if mode == "csv":
-    table = {stem(r.cells[0]): _expression(r.cells[1], f"{file}: line {r.line}")
+    table = {stem(r.cells[0]): expression_name(r.cells[1], f"{file}: line {r.line}")
              for r in tables.read_rows(file, what="config.expression.file",
                                        header_words=HEADER_WORDS) if len(r.cells) >= 2}
     return {name: table.get(name) for name in names}

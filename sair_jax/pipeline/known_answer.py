@@ -107,6 +107,35 @@ def write_problem(root: str | os.PathLike, problem: Problem, *, reference: str =
   return names
 
 
+def items(problem: Problem, prefix: str = "face") -> list:
+  """The problem as the engine's records (:class:`sair_jax.pipeline.inputs.Item`), held in
+  memory: NAME = prefix + i, the LQ and GT pixels, and the reference as its W+ code."""
+  from sair_jax.pipeline.inputs import Item
+  return [Item(f"{prefix}{i}", problem.lq[i], problem.w_ref[i], problem.gt[i],
+               origin=f"known-answer face {i}", reference_origin=f"known-answer reference {i}")
+          for i in range(len(problem.gt))]
+
+
+def score_run(problem: Problem, restored_dir: str | os.PathLike, prefix: str = "face") -> dict:
+  """:func:`known_answer_psnr` of a run's ``restored_dir``/NAME.png against ``problem`` (NAME
+  as :func:`items` names them); images not restored are left out (``images`` counts those
+  scored).
+
+  Raises:
+    images.ImageIOError: a restored file that cannot be read.
+    UserError: when nothing was restored.
+  """
+  restored_dir = os.fspath(restored_dir)
+  paths = [os.path.join(restored_dir, f"{prefix}{i}.png") for i in range(len(problem.gt))]
+  done = [i for i, p in enumerate(paths) if os.path.isfile(p)]
+  if not done:
+    raise UserError(f"{restored_dir}: no known-answer face was restored")
+  restored = np.stack([images.read_image(paths[i]) for i in done])
+  scores = known_answer_psnr(restored, problem.gt[done], problem.lq[done], problem.ref[done])
+  scores["images"] = len(done)
+  return scores
+
+
 def known_answer_psnr(restored, gt, lq, ref) -> dict[str, float]:
   """Mean PSNR (dB, over the images) against the ground truth of three candidates.
 

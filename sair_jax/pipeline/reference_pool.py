@@ -12,6 +12,7 @@ Embedding functions take faces [B, S, S, 3] RGB in [0, 1] (FFHQ-aligned, any S) 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from typing import Callable, NamedTuple, Sequence
@@ -75,15 +76,22 @@ def select_references(lq_images, pool_embeddings, embed_fn: EmbedFn, *, size: in
   return select_by_embedding(query, pool_embeddings, k)
 
 
-def _cache_key(path: str) -> str:
-  st = os.stat(path)
-  return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+def _cache_key(face: str | np.ndarray) -> str:
+  """A file: its path, size and modification time; pixels: a digest of their values."""
+  if isinstance(face, np.ndarray):
+    x = np.ascontiguousarray(face)
+    return f"pixels|{x.shape}|{x.dtype}|{hashlib.sha1(x.tobytes()).hexdigest()}"
+  if not os.path.exists(face):
+    return os.path.abspath(face)
+  st = os.stat(face)
+  return f"{os.path.abspath(face)}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def embed_pool(paths: Sequence[str], embed_fn: EmbedFn, *, cache: str | None = None,
-               model_id: str = "", size: int = 256, batch: int = 8,
+def embed_pool(paths: Sequence[str | np.ndarray], embed_fn: EmbedFn, *,
+               cache: str | None = None, model_id: str = "", size: int = 256, batch: int = 8,
                log: Callable[[str], None] | None = None) -> np.ndarray:
-  """Embeddings [P, D] of the pool photos ``paths`` (FFHQ-aligned faces, any resolution).
+  """Embeddings [P, D] of the pool photos ``paths`` (FFHQ-aligned faces, any resolution): files,
+  or pixels [S, S, 3] in [0, 1] (cached by a digest of their values).
 
   Photos are resized to ``size`` (bilinear, antialiased) and embedded in batches. With
   ``cache`` (an .npz path) embeddings are reused for files whose path, size and modification
@@ -93,7 +101,7 @@ def embed_pool(paths: Sequence[str], embed_fn: EmbedFn, *, cache: str | None = N
   if not paths:
     raise ValueError("the reference pool is empty")
   log = log or (lambda s: None)
-  keys = [_cache_key(p) if os.path.exists(p) else os.path.abspath(p) for p in paths]
+  keys = [_cache_key(p) for p in paths]
   cached = {}
   if cache and os.path.exists(cache):
     try:
@@ -116,8 +124,11 @@ def embed_pool(paths: Sequence[str], embed_fn: EmbedFn, *, cache: str | None = N
   return np.stack([cached[key] for key in keys]).astype(np.float32)
 
 
-def _load_face(path: str, size: int) -> np.ndarray:
-  img = images.read_image(path)  # [H, W, 3] in [0, 1]; one-line ImageIOError
+def _load_face(path: str | np.ndarray, size: int) -> np.ndarray:
+  if isinstance(path, np.ndarray):
+    img = np.asarray(path, np.float32)
+  else:
+    img = images.read_image(path)  # [H, W, 3] in [0, 1]; one-line ImageIOError
   if img.shape[0] != img.shape[1]:
     raise images.ImageIOError(f"{path}: pool photos must be square FFHQ-aligned faces "
                                 f"(got {img.shape[1]}x{img.shape[0]}); run python -m sair_jax.align")

@@ -22,7 +22,7 @@ import numpy as np
 from sair_jax.core import batching, degradation, objective, slots, solver
 from sair_jax.errors import ConfigError, InputError
 from sair_jax.io import files
-from sair_jax.io.images import read_image, resize_square
+from sair_jax.io.images import resize_square
 from sair_jax.io.torch_reader import CheckpointFormatError
 from sair_jax.pipeline import inputs, outputs
 from sair_jax.pipeline.networks import Networks
@@ -38,8 +38,12 @@ class Reference:
   method: str  # 'e4e' | 'projection' | 'latent'
 
 
-def _latent_from_file(path: str, item: inputs.Item, n_latent: int, w_dim: int) -> np.ndarray:
-  if path.lower().endswith(".npy"):
+def _latent_of(item: inputs.Item, n_latent: int, w_dim: int) -> np.ndarray:
+  """The W+ [L, D] an item's latent reference gives (a file, or an array in memory)."""
+  path = item.reference_where
+  if isinstance(item.reference, np.ndarray):
+    w = item.reference
+  elif path.lower().endswith(".npy"):
     try:
       w = files.read_npy(path)
     except files.UnreadableFileError as e:
@@ -77,18 +81,27 @@ class References:
     self._render_fn = None
     self._projectors: dict = {}  # factor -> (projection solver, jitted embedding)
 
-  def _cache_path(self, path: str, method: str) -> str:
-    st = os.stat(path)
-    key = f"{os.path.abspath(path)}|{st.st_mtime_ns}|{st.st_size}|{method}|{self.res}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+  def _cache_path(self, item: inputs.Item, img: np.ndarray, method: str) -> str:
+    """A file's inversion is keyed by its path, size and modification time; pixels held in
+    memory by a digest of their values (a rerun of a flow finds its inversions again)."""
+    if isinstance(item.reference, str):
+      path = item.reference
+      st = os.stat(path)
+      key = f"{os.path.abspath(path)}|{st.st_mtime_ns}|{st.st_size}"
+    else:
+      path = item.reference_origin or item.name
+      key = "pixels|" + hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
+    digest = hashlib.sha1(f"{key}|{method}|{self.res}".encode()).hexdigest()[:12]
     return os.path.join(self.folder.root, "cache", f"ref-{inputs.stem(path)}-{digest}.npy")
 
-  def _cached(self, path: str, method: str) -> tuple[str, np.ndarray | None]:
+  def _cached(self, item: inputs.Item, img: np.ndarray,
+              method: str) -> tuple[str, np.ndarray | None]:
     """The cache file of a reference and its W+ (None when absent or damaged)."""
     try:
-      cache = self._cache_path(path, method)
+      cache = self._cache_path(item, img, method)
     except OSError as e:
-      raise InputError(f"{path}: cannot read the reference ({e.strerror or e})") from None
+      raise InputError(f"{item.reference_where}: cannot read the reference "
+                       f"({e.strerror or e})") from None
     if not os.path.isfile(cache):
       return cache, None
     try:
@@ -112,16 +125,17 @@ class References:
     for item in items:
       try:
         if item.reference_is_latent:
-          w = _latent_from_file(item.reference, item, g.n_latent, g.w_dim)
+          w = _latent_of(item, g.n_latent, g.w_dim)
           img = np.asarray(jax.device_get(self._render(w[None])))[0]
           out[item.name] = Reference(w, img, "latent")
           continue
-        img = read_image(item.reference)
-        if img.shape[0] != img.shape[1]:
-          raise InputError(f"{item.reference}: reference is {img.shape[1]}x{img.shape[0]}, "
-                           "expected a square aligned face (python -m sair_jax.align)")
+        img = inputs.load_pixels(item.reference)
+        if img.ndim != 3 or img.shape[0] != img.shape[1]:
+          raise InputError(f"{item.reference_where}: reference is {img.shape[1]}x"
+                           f"{img.shape[0]}, expected a square aligned face "
+                           "(python -m sair_jax.align)")
         img = resize_square(img, self.res)
-        cache, w = self._cached(item.reference, method)
+        cache, w = self._cached(item, img, method)
         if w is not None:
           out[item.name] = Reference(w, img, method)
         else:

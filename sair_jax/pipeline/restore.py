@@ -1,4 +1,8 @@
-"""What one run restores, chosen from the config: ``restore(config) -> manifest``.
+"""What one command restores, chosen from the config: ``restore(config) -> manifest``.
+
+Every source is a flow that builds records (:class:`~sair_jax.pipeline.inputs.Item`: pixels or
+paths) and hands them to one engine (:mod:`sair_jax.pipeline.engine`), which loads the networks
+once, holds the output folder's lock for the whole command and writes the one manifest:
 
 * ``config.data.photos``: ordinary photos; every face is found, restored and pasted back
   (:func:`sair_jax.pipeline.wild.restore_photos`).
@@ -6,23 +10,20 @@
   dataset; the LQ is synthesised with a degradation preset (:func:`restore_tfds`).
 * ``config.untrained`` without ``config.data.lq`` (the smoke preset): a problem with a known
   answer built from the random generator, restored and scored (:func:`restore_known_answer`).
-* Otherwise the test set of ``config.data.lq`` (:func:`sair_jax.pipeline.engine.run`).
-
-The first three prepare an ordinary test set under the output folder, run
-:func:`sair_jax.pipeline.engine.run` on it and add their own section to the manifest.
+* Otherwise the test set of ``config.data.lq`` (:func:`restore_test_set`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 from sair_jax.errors import ConfigError
-from sair_jax.pipeline import (derived, inputs, known_answer, networks, outputs, engine,
-                               tfds_source, wild)
+from sair_jax.pipeline import inputs, known_answer, networks, outputs, tfds_source, wild
+from sair_jax.pipeline.engine import Engine
 
 SOURCES = ("photos", "tfds", "known_answer", "test_set")
-SMOKE_INPUTS = "smoke_inputs"  # <output>/smoke_inputs: the known-answer problem
-TFDS_INPUTS = "tfds_inputs"  # <output>/tfds_inputs: gt/ and lq/ from the dataset
+TFDS_INPUTS = "tfds_inputs"  # <output>/tfds_inputs: gt/ and lq/ from the dataset, for the user
 
 
 def source(config) -> str:
@@ -43,73 +44,95 @@ def source(config) -> str:
   return "test_set"
 
 
-def restore(config) -> dict:
-  """Restores what ``config`` names (:func:`source`); returns the run's manifest."""
-  kind = source(config)
-  if kind == "photos":
-    return wild.restore_photos(config)
-  if kind == "tfds":
-    return restore_tfds(config)
-  if kind == "known_answer":
-    return restore_known_answer(config)
-  return engine.run(config)
+def restore(config, engine: Engine | None = None) -> dict:
+  """Restores what ``config`` names (:func:`source`); returns the command's manifest.
+
+  ``engine``: one already loaded for ``config`` (its networks are reused); else one is made.
+  """
+  flows = {"photos": wild.restore_photos, "tfds": restore_tfds,
+           "known_answer": restore_known_answer, "test_set": restore_test_set}
+  return flows[source(config)](config, engine)
 
 
-def restore_tfds(config) -> dict:
-  """Writes ``<output>/tfds_inputs/{gt,lq}`` from ``config.data.tfds`` and restores the LQ.
+def _pool(config) -> inputs.Pool | None:
+  return inputs.pool_of_folder(config.data.reference_pool) if config.data.reference_pool else None
 
-  The LQ is made by ``config.data.tfds_preset`` (``x32``: bicubic by the generator's side /
+
+def restore_test_set(config, engine: Engine | None = None) -> dict:
+  """Restores every image of ``config.data.lq`` into ``config.output``
+  (:func:`sair_jax.pipeline.inputs.discover` -> items -> the engine)."""
+  networks.check_checkpoints(config)  # every missing checkpoint named before anything else
+  items, failures = inputs.discover(config)
+  pool = _pool(config)
+  engine = engine or Engine(config)
+  with engine.session() as session:
+    session.restore(items, failures, pool=pool)
+  return session.manifest
+
+
+def restore_tfds(config, engine: Engine | None = None) -> dict:
+  """Restores the faces of ``config.data.tfds`` from LQ synthesised by ``data.tfds_preset``.
+
+  The LQ is made by ``data.tfds_preset`` (``x32``: bicubic by the generator's side /
   ``data.lq_size``, plus noise; ``x8``: down to ``data.lq_size`` with blur, noise and JPEG as
-  ``python -m sair_jax.degrade`` draws them) with seed 0, as that command would make it from
-  ``gt/``; examples already written are kept. References come from ``data.references``,
-  ``data.pairs`` or ``data.reference_pool`` as for any test set (named by the dataset's file
-  names, see :func:`sair_jax.pipeline.tfds_source.iter_faces`). The manifest gets ``tfds``:
-  the dataset, split, image feature and the number of examples.
+  ``python -m sair_jax.degrade`` draws them) with seed 0, from the 8-bit ground truth. The
+  engine takes each example straight from the dataset (read when its batch is prepared); for
+  the user, ``<output>/tfds_inputs/{gt,lq}`` hold the same faces as files (examples already
+  written are kept), which that command re-makes bit for bit. References come from
+  ``data.references``, ``data.pairs`` or ``data.reference_pool`` as for any test set, named by
+  the dataset's file names (:func:`sair_jax.pipeline.tfds_source.iter_faces`). The manifest gets
+  ``tfds``: the dataset, split, image feature and the number of examples.
   """
   data = config.data
-  resolution = derived.generator_resolution(config)
-  factor = inputs.lq_factor(data.lq_size, resolution)
   preset = data.tfds_preset
   if preset not in ("x32", "x8"):
     raise ConfigError(f"config.data.tfds_preset={preset!r}: expected x32 or x8")
-  options = {"factor": factor} if preset == "x32" else {"lq_size": resolution // factor}
+  networks.check_checkpoints(config)
   src = tfds_source.open_source(data.tfds, os.path.expanduser(data.tfds_dir) or None,
                                 image_key=data.tfds_image_key or None)
-  root = os.path.join(config.output, TFDS_INPUTS)
-  outputs.log(f"tfds: {src.name}:{src.split} ({len(src.examples)} example(s), image feature "
-              f"'{src.image_key}') -> {root}")
-  names = tfds_source.write_dataset(src, root, resolution=resolution, preset=preset,
-                                    skip_existing=True, **options)
-  manifest = engine.run(derived.derived_config(config, lq=os.path.join(root, "lq"),
-                                            gt=os.path.join(root, "gt")))
-  return derived.record(config.output, "tfds", {
-      "dataset": src.name, "split": src.split, "image_key": src.image_key,
-      "name_key": src.name_key, "examples": len(names), "preset": preset, "seed": 0,
-      "inputs": root}, manifest)
+  engine = engine or Engine(config)
+  resolution = engine.nets.g.resolution
+  factor = inputs.lq_factor(data.lq_size, resolution)
+  options = dict(resolution=resolution, preset=preset, seed=0,
+                 **({"factor": factor} if preset == "x32" else {"lq_size": resolution // factor}))
+  with engine.session() as session:
+    root = os.path.join(session.root, TFDS_INPUTS)
+    outputs.log(f"tfds: {src.name}:{src.split} ({len(src.examples)} example(s), image feature "
+                f"'{src.image_key}') -> {root}")
+    names = tfds_source.write_dataset(src, root, skip_existing=True, **options)
+    examples = tfds_source.example_names(src)
+    lq = {name: functools.partial(tfds_source.example_lq, src, i, name, **options)
+          for i, name in examples}
+    gt = {name: functools.partial(tfds_source.example_gt, src, i, name, resolution=resolution)
+          for i, name in examples}
+    origins = {name: f"{src.spec}[{i}] ({name})" for i, name in examples}
+    items, failures = inputs.pair(config, lq, source=src.spec, gt=gt, origins=origins)
+    session.restore(items, failures, pool=_pool(config))
+    session.record("tfds", {
+        "dataset": src.name, "split": src.split, "image_key": src.image_key,
+        "name_key": src.name_key, "examples": len(names), "preset": preset, "seed": 0,
+        "inputs": root})
+  return session.manifest
 
 
-def restore_known_answer(config) -> dict:
+def restore_known_answer(config, engine: Engine | None = None) -> dict:
   """The smoke preset's self-check: restores a problem whose answer is known, and scores it.
 
-  From the untrained generator G (:mod:`sair_jax.pipeline.known_answer`): ground truth
+  From the (untrained) generator G (:mod:`sair_jax.pipeline.known_answer`): ground truth
   G(w*) for ``config.smoke_images`` random latents, LQ = its bicubic downsampling to
-  ``data.lq_size``, and references given as W+ codes that share only w*'s coarse rows. They are
-  written under ``<output>/smoke_inputs`` and restored with ``data.gt`` set (the strips show the
-  ground truth). The PSNR table of the restored images, bicubic upsampling and the references
-  against the ground truth is printed (stdout) and recorded as the manifest's ``known_answer``.
+  ``data.lq_size``, and references given as W+ codes that share only w*'s coarse rows, all
+  handed to the engine in memory (the strips show the ground truth). The PSNR table of the
+  restored images, bicubic upsampling and the references against the ground truth is printed
+  (stdout) and recorded as the manifest's ``known_answer``.
   """
-  engine.init_distributed(config)  # before anything touches a device
-  nets = networks.load_networks(config)  # checks every checkpoint before any work
-  g = nets.g
+  engine = engine or Engine(config)
+  g = engine.nets.g
   factor = inputs.lq_factor(config.data.lq_size, g.resolution)
   n = int(config.get("smoke_images", 3))
   problem = known_answer.build_problem(g, n, factor, seed=config.solver.seed)
-  root = os.path.join(config.output, SMOKE_INPUTS)
-  known_answer.write_problem(root, problem, reference="latent", ref_dir="references")
-  manifest = engine.run(derived.derived_config(
-      config, lq=os.path.join(root, "lq"), gt=os.path.join(root, "gt"),
-      references=os.path.join(root, "references"), pairs="", reference_pool=""), nets=nets)
-  scores = known_answer.score_folder(root, os.path.join(config.output, "restored"),
-                                     ref_dir="references")
-  print(known_answer.format_scores(scores), flush=True)
-  return derived.record(config.output, "known_answer", scores, manifest)
+  with engine.session() as session:
+    session.restore(known_answer.items(problem))
+    scores = known_answer.score_run(problem, os.path.join(session.root, "restored"))
+    print(known_answer.format_scores(scores), flush=True)
+    session.record("known_answer", scores)
+  return session.manifest

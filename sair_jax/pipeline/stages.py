@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import time
 import zlib
 from typing import Callable, Iterable, Iterator
 
@@ -32,7 +31,7 @@ from sair_jax.core import (batching, degradation, losses, objective, schedules, 
                            solver)
 from sair_jax.errors import ConfigError, InputError
 from sair_jax.face import masks
-from sair_jax.io.images import ImageIOError, read_image, resize_square
+from sair_jax.io.images import ImageIOError, resize_square
 from sair_jax.pipeline import inputs, outputs, references, report
 from sair_jax.pipeline.networks import Networks
 from sair_jax.pipeline.outputs import log
@@ -81,9 +80,13 @@ def image_seed(config, name: str) -> int:
 class Context:
   """What the stages of one run read: config, networks, objective, folder, mesh, solvers."""
 
-  def __init__(self, config, nets: Networks, folder: outputs.RunFolder, mesh=None):
-    self.config, self.nets, self.folder = config, nets, folder
-    self.factor = inputs.lq_factor(config.data.lq_size, nets.g.resolution)
+  def __init__(self, config, nets: Networks, folder: outputs.RunFolder, mesh=None,
+               lq_size: int | None = None, pool: inputs.Pool | None = None):
+    """``lq_size``: of every LQ face (default ``config.data.lq_size``); ``pool``: the
+    candidate references in pool mode (items without a reference take the most similar)."""
+    self.config, self.nets, self.folder, self.pool_source = config, nets, folder, pool
+    lq_size = config.data.lq_size if lq_size is None else lq_size
+    self.factor = inputs.lq_factor(lq_size, nets.g.resolution)
     self.lq_size = nets.g.resolution // self.factor
     self.mesh = solver.batch_mesh() if mesh is None else mesh
     self.n_devices = self.mesh.devices.size
@@ -142,21 +145,17 @@ class Context:
     x = np.stack([resize_square(np.asarray(f), res) for f in faces01])
     return np.asarray(self.embed(self.solver.params, jnp.asarray(x)))
 
-  def pool(self) -> tuple[list[str], np.ndarray]:
-    """Pool mode: the pool's photos and their embeddings (computed once, cached on disk)."""
+  def pool(self) -> tuple[inputs.Pool, np.ndarray]:
+    """Pool mode: the pool and its embeddings [P, E] (computed once, cached on disk)."""
+    if self.pool_source is None:
+      raise ConfigError("pool mode without a pool (config.data.reference_pool)")
     if self._pool is None:
       from sair_jax.pipeline import reference_pool
-      pool = inputs.listing_of(self.config.data.reference_pool, what="config.data.reference_pool")
-      for line in pool.clash_lines("pool photos"):
-        log(line)
-      paths = pool.paths()
-      if not paths:
-        raise ConfigError(f"{self.config.data.reference_pool}: the reference pool is empty")
       model_id = f"{self.config.checkpoints.arcface}|{self.spec.identity_variant}"
       emb = reference_pool.embed_pool(
-          paths, self.embed_faces, model_id=model_id, log=log, size=self.nets.g.resolution,
-          cache=os.path.join(self.folder.root, "cache", "pool.npz"))
-      self._pool = (paths, emb)
+          list(self.pool_source.faces), self.embed_faces, model_id=model_id, log=log,
+          size=self.nets.g.resolution, cache=os.path.join(self.folder.root, "cache", "pool.npz"))
+      self._pool = (self.pool_source, emb)
     return self._pool
 
 
@@ -165,9 +164,9 @@ class Context:
 
 def load_lq(ctx: Context, item: inputs.Item) -> np.ndarray:
   """The LQ pixels of one item, [h, w, 3] in [0, 1] (InputError when unreadable or mis-sized)."""
-  img = read_image(item.lq)
-  if img.shape[:2] != (ctx.lq_size, ctx.lq_size):
-    raise InputError(f"{item.lq}: LQ is {img.shape[1]}x{img.shape[0]}, expected "
+  img = inputs.load_pixels(item.lq)
+  if img.ndim != 3 or img.shape[:2] != (ctx.lq_size, ctx.lq_size):
+    raise InputError(f"{item.where}: LQ is {img.shape[1]}x{img.shape[0]}, expected "
                      f"{ctx.lq_size}x{ctx.lq_size} (config.data.lq_size)")
   return img
 
@@ -204,15 +203,18 @@ def prepare(ctx: Context, items: list[inputs.Item]
     loaded = [(dataclasses.replace(it, expression=str(e)), x)
               for (it, x), e in zip(loaded, labels)]
   choices: dict[str, dict] = {}
-  if cfg.data.reference_pool:
+  if any(it.reference is None for it, _ in loaded):
     from sair_jax.pipeline import reference_pool
-    paths, emb = ctx.pool()
+    pool, emb = ctx.pool()
     pick = reference_pool.select_references(lq, emb, ctx.embed_faces,
                                             size=ctx.nets.g.resolution)
     chosen = []
     for (it, x), i, sim in zip(loaded, pick.index[:, 0], pick.similarity[:, 0]):
-      choices[it.name] = {"reference": paths[int(i)], "similarity": float(sim)}
-      chosen.append((dataclasses.replace(it, reference=paths[int(i)]), x))
+      if it.reference is None:
+        choices[it.name] = {"reference": pool.names[int(i)], "similarity": float(sim)}
+        it = dataclasses.replace(it, reference=pool.faces[int(i)],
+                                 reference_origin=pool.names[int(i)])
+      chosen.append((it, x))
     loaded = chosen
   refs, ref_failures = ctx.references.resolve([it for it, _ in loaded])
   failures += ref_failures
@@ -380,7 +382,7 @@ def finish(ctx: Context, result: Result) -> list[Outcome]:
     history = result.histories[i]
     if result.bad[i]:
       first = int(np.argmax(~np.isfinite(history["total"])))
-      outcomes.append(Outcome(item.name, False, f"{item.lq}: loss became non-finite at step "
+      outcomes.append(Outcome(item.name, False, f"{item.where}: loss became non-finite at step "
                                                 f"{first}; result not written"))
       continue
     restored = result.restored[i]
@@ -395,9 +397,9 @@ def finish(ctx: Context, result: Result) -> list[Outcome]:
     rep.update(reference_method=row.reference.method, expression_gamma=float(result.gammas[i]),
                untrained_networks=ctx.nets.untrained, pool_choice=row.pool_choice)
     panels = [resize_square(row.lq, g.resolution, Image.BICUBIC), row.reference.image, restored]
-    if item.gt:
+    if item.gt is not None:
       try:
-        panels.append(read_image(item.gt))
+        panels.append(inputs.load_pixels(item.gt))
       except ImageIOError as e:
         log(f"warning: {e} (GT left out of the strip)")
     ctx.folder.write_result(

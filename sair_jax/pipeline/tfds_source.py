@@ -208,20 +208,13 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
   os.makedirs(gt_dir, exist_ok=True)
   os.makedirs(lq_dir, exist_ok=True)
   names = []
-  for i, name, example in _named_examples(source, limit):
+  for i, name, _ in _named_examples(source, limit):
     file = name + ".png"
     paths = (os.path.join(gt_dir, file), os.path.join(lq_dir, file),
              os.path.join(lq_dir, name + ".json"))
     if not (skip_existing and all(os.path.isfile(p) for p in paths)):
-      face = _to_face(example[source.image_key], resolution, f"{source.spec}[{i}] ({name})")
-      gt = images.to_uint8(face)
-      try:  # degrade the 8-bit GT, exactly what reading gt/NAME.png back gives
-        lq, record = degrade.degrade_image(gt.astype(np.float32) / 255.0, file, preset=preset,
-                                           seed=seed, **degrade_options)
-      except degrade.DegradeError as e:
-        raise TfdsError(f"{source.spec} ({name}): {e}") from None
-      record["output"] = file
-      record["tfds"] = {"dataset": source.name, "split": source.split, "index": i}
+      gt, lq, record = example_faces(source, i, name, resolution=resolution, preset=preset,
+                                     seed=seed, **degrade_options)
       images.write_image(paths[0], gt)
       images.write_image(paths[1], lq)
       files.write_json(paths[2], record)
@@ -229,3 +222,41 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
     if progress is not None:
       progress(len(names), name)
   return names
+
+
+def example_names(source: TfdsSource, limit: int | None = None) -> list[tuple[int, str]]:
+  """``(index, name)`` of the examples in dataset order, named as :func:`iter_faces` does."""
+  return [(i, name) for i, name, _ in _named_examples(source, limit)]
+
+
+def example_gt(source: TfdsSource, index: int, name: str, *, resolution: int) -> np.ndarray:
+  """Example ``index``'s face as 8-bit ground truth [resolution, resolution, 3] uint8."""
+  face = _to_face(source.examples[index][source.image_key], resolution,
+                  f"{source.spec}[{index}] ({name})")
+  return images.to_uint8(face)
+
+
+def example_faces(source: TfdsSource, index: int, name: str, *, resolution: int,
+                  preset: str = "x32", seed: int = 0,
+                  **degrade_options) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Example ``index``'s ground truth, its synthesised LQ (both uint8 [S, S, 3], exactly the
+  files :func:`write_dataset` writes) and the LQ's record (every parameter drawn).
+
+  The LQ degrades the 8-bit GT, as ``python -m sair_jax.degrade`` over ``gt/NAME.png`` would
+  (same per-image key, from the file name). Raises :class:`TfdsError` (one line).
+  """
+  gt = example_gt(source, index, name, resolution=resolution)
+  file = name + ".png"
+  try:
+    lq, record = degrade.degrade_image(gt.astype(np.float32) / 255.0, file, preset=preset,
+                                       seed=seed, **degrade_options)
+  except degrade.DegradeError as e:
+    raise TfdsError(f"{source.spec} ({name}): {e}") from None
+  record["output"] = file
+  record["tfds"] = {"dataset": source.name, "split": source.split, "index": index}
+  return gt, images.to_uint8(lq), record
+
+
+def example_lq(source: TfdsSource, index: int, name: str, **options) -> np.ndarray:
+  """Example ``index``'s synthesised LQ, uint8 (:func:`example_faces`'s options)."""
+  return example_faces(source, index, name, **options)[1]

@@ -10,14 +10,17 @@
    (``data.pairs``: ``photo,reference[,expression]``, where ``photo`` may also name one face,
    ``PHOTO_faceK``), or none in pool mode (``data.reference_pool``).
 3. :func:`align_references`: reference photos (or the pool) FFHQ-aligned at the generator's
-   side under ``<output>/wild_inputs/references`` (``reference_pool``). An aligned file newer
-   than its photo is kept, so the run's inversion cache (keyed by modification time) stays
-   valid on a rerun.
-4. :func:`write_groups`: the aligned LQ faces under ``<output>/wild_inputs/lq<SIZE>/`` (one
-   folder per LQ size), each with the pairs CSV the run reads.
-5. :func:`sair_jax.pipeline.engine.run` once per LQ size (the solver is compiled per size), all
-   into ``<output>`` itself: the face names are unique across sizes, so ``restored/``,
-   ``strips/``, ``reports/`` hold every face together, and the reference cache is shared.
+   side, held in memory (and written under ``<output>/wild_inputs/references`` or
+   ``reference_pool`` for the user to look at). The run's inversion cache is keyed by the
+   aligned pixels, so a rerun finds its inversions again.
+4. :func:`group_faces`: the engine's records (:class:`sair_jax.pipeline.inputs.Item`) of every
+   face with a reference, its aligned LQ pixels in memory, one group per LQ size (also written
+   as ``<output>/wild_inputs/lq<SIZE>/NAME.png`` for the user).
+5. One engine session (:mod:`sair_jax.pipeline.engine`): the networks loaded once, the output
+   folder locked from step 1 to the end, each LQ size restored in turn (its solver compiled for
+   it) into ``<output>`` itself: the face names are unique across sizes, so ``restored/``,
+   ``strips/``, ``reports/`` hold every face together, and the reference cache is shared; the
+   manifest's ``lq_sizes`` records each size's batch plan, OOM retries and timings.
 6. :func:`paste_photos`: every restored face warped back into its photo with its alignment
    transform and a feathered mask (:mod:`sair_jax.face.paste`), written as
    ``<output>/restored_photos/PHOTO.png`` (upscaled by ``config.wild.upscale``). Every photo is
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import zlib
 
 import numpy as np
@@ -41,7 +43,7 @@ import numpy as np
 from sair_jax.errors import ConfigError, InputError, UserError
 from sair_jax.face import align, detect, paste
 from sair_jax.io import images, listing, tables
-from sair_jax.pipeline import derived, inputs, networks, outputs, engine
+from sair_jax.pipeline import inputs, networks, outputs
 
 INPUTS = "wild_inputs"  # <output>/wild_inputs: aligned faces, references, pairs CSVs
 PHOTOS_OUT = "restored_photos"  # <output>/restored_photos/PHOTO.png
@@ -72,11 +74,13 @@ class Pairing:
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-  """The faces restored from one LQ size: an ordinary test set for the run."""
+  """The faces restored from one LQ size: the engine's records."""
   lq_size: int
-  lq: str  # folder of NAME.png
-  pairs: str  # CSV lq,reference[,expression]; '' in pool mode
-  names: tuple[str, ...]
+  items: tuple[inputs.Item, ...]
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(item.name for item in self.items)
 
 
 def face_name(photo: str, k: int) -> str:
@@ -213,27 +217,22 @@ def _aligned_names(paths: list[str]) -> dict[str, str]:
   return names
 
 
-def align_references(paths: list[str], dst: str, *, resolution: int, min_face: float,
+def align_references(paths: list[str], dst: str | None, *, resolution: int, min_face: float,
                      min_score: float = detect.MIN_SCORE,
-                     detector=None) -> tuple[dict[str, str], dict[str, str]]:
-  """FFHQ-aligns the largest face of each reference photo at ``resolution`` into ``dst``.
+                     detector=None) -> tuple[dict, dict[str, str]]:
+  """FFHQ-aligns the largest face of each reference photo at ``resolution``.
 
-  W+ files (``.npy``, ``.pt``) are passed through. An aligned file at least as new as its
-  photo is kept.
+  W+ files (``.npy``, ``.pt``) are passed through as paths. With ``dst``, each aligned face is
+  also written there as a PNG, for the user (the run does not read it back).
   Returns:
-    ``(aligned, problems)``: reference path -> the path the run reads; reference path -> one
-    line, for the references that could not be aligned.
+    ``(aligned, problems)``: reference path -> aligned face [S, S, 3] in [0, 1] (or the W+
+    file's path); reference path -> one line, for the references that could not be aligned.
   """
-  os.makedirs(dst, exist_ok=True)
   aligned, problems = {}, {}
   names = _aligned_names([p for p in paths if not p.lower().endswith(inputs.LATENT_EXTENSIONS)])
   for path in sorted(set(paths)):
     if path not in names:
       aligned[path] = path
-      continue
-    target = os.path.join(dst, names[path])
-    if os.path.isfile(target) and os.path.getmtime(target) >= os.path.getmtime(path):
-      aligned[path] = target
       continue
     try:
       photo = images.read_image(path)
@@ -245,49 +244,58 @@ def align_references(paths: list[str], dst: str, *, resolution: int, min_face: f
     if not search.faces:
       problems[path] = "; ".join(search.problems)
       continue
-    images.write_image(target, align.align_face(photo, search.faces[0].landmarks, resolution))
-    aligned[path] = target
+    face = align.align_face(photo, search.faces[0].landmarks, resolution)
+    if dst:
+      os.makedirs(dst, exist_ok=True)
+      images.write_image(os.path.join(dst, names[path]), face)
+    aligned[path] = images.to_uint8(face)  # the face as its PNG holds it
   return aligned, problems
 
 
 # ------------------------------------------------------------------------------------------
-# 4. Test sets per LQ size
+# 4. Records per LQ size
 # ------------------------------------------------------------------------------------------
 
 
-def write_groups(photos: list[Photo], references: dict, expressions: dict,
-                 root: str) -> list[Group]:
-  """Writes the aligned LQ face of every face with a reference (``references``: face name ->
-  the path the run reads; None: pool mode, every face) and one pairs CSV per LQ size.
+def group_faces(photos: list[Photo], references: dict | None, expressions: dict,
+                root: str | None = None) -> list[Group]:
+  """The engine's records of every face with a reference, one group per LQ size.
 
-  Faces of an LQ size no longer restored (a changed photo) are removed from its folder.
+  ``references``: face name -> (aligned face pixels, the photo or W+ file they come from);
+  None: pool mode, every face. ``expressions``: face name -> canonical expression. With
+  ``root``, each aligned LQ face is also written as ``root``/lq<SIZE>/NAME.png for the user
+  (faces of a size no longer restored, from an earlier run, are removed there).
   """
-  by_size: dict[int, list[str]] = {}
+  by_size: dict[int, list[inputs.Item]] = {}
   for p in photos:
     chosen = [(n, f) for n, f in zip(p.face_names(), p.faces)
               if references is None or n in references]
     if not chosen:
       continue
     photo = images.read_image(p.path)
-    for (name, face), crop in zip(chosen, detect.align_faces(photo, [f for _, f in chosen])):
-      folder = os.path.join(root, f"lq{face.lq_size}")
-      os.makedirs(folder, exist_ok=True)
-      images.write_image(os.path.join(folder, name + ".png"), crop)
-      by_size.setdefault(face.lq_size, []).append(name)
-  groups = []
-  for size, names in sorted(by_size.items()):
-    folder = os.path.join(root, f"lq{size}")
+    for k, ((name, face), crop) in enumerate(zip(chosen, detect.align_faces(
+        photo, [f for _, f in chosen]))):
+      crop = images.to_uint8(crop)  # the face as its PNG holds it
+      ref, ref_origin = (None, "") if references is None else references[name]
+      by_size.setdefault(face.lq_size, []).append(inputs.Item(
+          name, crop, ref, expression=expressions.get(name),
+          origin=f"{p.path} (face {name.rsplit('face', 1)[-1]})", reference_origin=ref_origin))
+  groups = [Group(size, tuple(items)) for size, items in sorted(by_size.items())]
+  if root:
+    _write_faces(groups, root)
+  return groups
+
+
+def _write_faces(groups: list[Group], root: str) -> None:
+  for g in groups:
+    folder = os.path.join(root, f"lq{g.lq_size}")
+    os.makedirs(folder, exist_ok=True)
+    for item in g.items:
+      images.write_image(os.path.join(folder, item.name + ".png"), item.lq)
+    names = {item.name for item in g.items}
     for path in inputs.list_images(folder):
       if inputs.stem(path) not in names:
         os.remove(path)
-    pairs = ""
-    if references is not None:
-      pairs = os.path.join(root, f"pairs_lq{size}.csv")
-      rows = [["lq", "reference", "expression"]] + [
-          [n + ".png", os.path.abspath(references[n]), expressions.get(n, "")] for n in names]
-      images.atomic_write(pairs, tables.csv_bytes(rows))
-    groups.append(Group(size, folder, pairs, tuple(names)))
-  return groups
 
 
 # ------------------------------------------------------------------------------------------
@@ -323,15 +331,6 @@ def paste_photos(photos: list[Photo], folder: outputs.RunFolder, dst: str, *, up
 # ------------------------------------------------------------------------------------------
 
 
-def _merge(manifests: list[dict]) -> dict:
-  """One manifest for several runs into one folder: the last one's fields, with every run's
-  finished images and failures."""
-  merged = dict(manifests[-1]) if manifests else {}
-  merged["finished"] = sorted({n for m in manifests for n in m.get("finished", [])})
-  merged["failures"] = {k: v for m in manifests for k, v in m.get("failures", {}).items()}
-  return merged
-
-
 def _face_record(name: str, face: detect.Face, reference, restored: bool) -> dict:
   cx, cy = face.landmarks.mean(axis=0)
   return {"name": name, "lq_size": face.lq_size, "factor": face.factor,
@@ -342,18 +341,21 @@ def _face_record(name: str, face: detect.Face, reference, restored: bool) -> dic
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """Everything prepared for the runs (steps 1-4)."""
+  """Everything prepared for the engine (steps 1-4)."""
   photos: list[Photo]
   pairing: Pairing
   groups: list[Group]
-  pool: str  # the aligned pool (pool mode), else ''
+  pool: inputs.Pool | None  # the aligned pool (pool mode)
   problems: list[str]  # every photo's and reference's lines
 
 
-def prepare(config, *, resolution: int, detector) -> Plan:
-  """Steps 1-4: finds the faces, pairs and aligns the references, writes the LQ test sets."""
+def prepare(config, *, resolution: int, detector, root: str | None = None) -> Plan:
+  """Steps 1-4: finds the faces, pairs and aligns the references, makes the records.
+
+  ``root``: where the aligned faces and references are also written for the user (None: not
+  written).
+  """
   min_face = float(config.wild.min_face)
-  root = os.path.join(config.output, INPUTS)
   paths, problems = _list_folder(config.data.photos, "config.data.photos", "photos")
   if not paths and not problems:
     raise UserError(f"{config.data.photos}: no photos ({', '.join(images.IMAGE_EXTENSIONS)}) "
@@ -365,23 +367,32 @@ def prepare(config, *, resolution: int, detector) -> Plan:
   if pairing.pool:
     sources, clashes = _list_folder(pairing.pool, "config.data.reference_pool", "pool photos")
     problems += clashes
-    refs_dir = "reference_pool"
   else:
-    sources, refs_dir = sorted(set(pairing.references.values())), "references"
-  refs_dir = os.path.join(root, refs_dir)
+    sources = sorted(set(pairing.references.values()))
+  refs_dir = os.path.join(root, "reference_pool" if pairing.pool else "references") if root \
+      else None
   aligned, bad = align_references(sources, refs_dir, resolution=resolution, min_face=min_face,
                                   min_score=float(config.wild.min_score), detector=detector)
   for path, line in bad.items():
     users = sorted(n for n, r in pairing.references.items() if r == path)
     problems.append(line + (f" (reference of {', '.join(users)})" if users else ""))
+  pool = None
   if pairing.pool:
-    references = None if aligned else {}  # None: every face (the run picks from the pool)
-    if not aligned:
+    references = None if aligned else {}  # None: every face (the engine picks from the pool)
+    if aligned:
+      pool = inputs.Pool(tuple(aligned), tuple(aligned.values()))
+    else:
       problems.append(f"{pairing.pool}: no usable reference in the pool")
   else:
-    references = {n: aligned[r] for n, r in pairing.references.items() if r in aligned}
-  groups = write_groups(photos, references, pairing.expressions, root)
-  return Plan(photos, pairing, groups, refs_dir if pairing.pool else "", problems)
+    references = {n: (aligned[r], r) for n, r in pairing.references.items() if r in aligned}
+  expressions = {n: inputs.expression_name(e, f"{config.data.pairs} (face {n})")
+                 for n, e in pairing.expressions.items()}
+  names = [n for p in photos for n in p.face_names()]
+  requested = inputs.requested_expressions(config, names) if config.expression.mode != "csv" \
+      or config.expression.file else {}
+  expressions = {**{n: e for n, e in requested.items() if e}, **expressions}
+  groups = group_faces(photos, references, expressions, root)
+  return Plan(photos, pairing, groups, pool, problems)
 
 
 def _record(plan: Plan, pasted: dict, settings: dict) -> dict:
@@ -394,56 +405,51 @@ def _record(plan: Plan, pasted: dict, settings: dict) -> dict:
         "faces": [_face_record(n, f, plan.pairing.references.get(n), n in pasted.get(p.name, ()))
                   for n, f in zip(p.face_names(), p.faces)],
         "problems": list(p.problems)}
-  groups = {f"lq{g.lq_size}": {"lq_size": g.lq_size, "faces": list(g.names), "lq": g.lq,
-                               "pairs": g.pairs} for g in plan.groups}
+  groups = {f"lq{g.lq_size}": {"lq_size": g.lq_size, "faces": list(g.names)}
+            for g in plan.groups}
   return {"photos": photos, "problems": plan.problems, "groups": groups, "settings": settings}
 
 
-def restore_photos(config) -> dict:
+def restore_photos(config, engine=None) -> dict:
   """Restores every face of every photo in ``config.data.photos`` (module docstring).
 
+  ``engine``: a loaded :class:`sair_jax.pipeline.engine.Engine` for ``config`` (else one is
+  made: the networks are loaded once, for every LQ size).
   Returns:
-    The manifest: the runs' fields (``finished`` and ``failures`` over every face), the
-    config as given, ``timings`` (the whole flow's seconds, each run's timings), and ``wild``:
-    ``photos`` (per photo: file, size, output, faces with their LQ size, factor, face size,
-    detector score, centre, reference, restored), ``problems`` (every line), ``groups`` (per
-    LQ size: faces, folder, pairs CSV) and ``settings``.
+    The manifest: the engine's fields (``finished`` and ``failures`` over every face,
+    ``lq_sizes`` with each size's batch plan and timings), and ``wild``: ``photos`` (per photo:
+    file, size, output, faces with their LQ size, factor, face size, detector score, centre,
+    reference, restored), ``problems`` (every line), ``groups`` (the faces of each LQ size)
+    and ``settings``.
   """
-  t0 = time.perf_counter()
+  from sair_jax.pipeline.engine import Engine
   check_settings(config)
-  engine.init_distributed(config)  # before anything touches a device
-  resolution = derived.generator_resolution(config)
+  networks.check_checkpoints(config)
+  engine = engine or Engine(config)
+  resolution = engine.nets.g.resolution
   from sair_jax.face import landmarks
-  plan = prepare(config, resolution=resolution, detector=landmarks.default_detector())
-  for line in plan.problems:
-    outputs.log(line)
-  n_faces = sum(len(p.faces) for p in plan.photos)
-  outputs.log(f"{len(plan.photos)} photo(s), {n_faces} face(s) found, "
-              f"{sum(len(g.names) for g in plan.groups)} to restore in {len(plan.groups)} "
-              "LQ size(s): " + ", ".join(f"{len(g.names)} at {g.lq_size} px" for g in plan.groups))
-  manifests = []
-  nets = networks.load_networks(config) if plan.groups else None  # once for every LQ size
-  for g in plan.groups:
-    outputs.log(f"restoring the {len(g.names)} face(s) of LQ size {g.lq_size}")
-    manifests.append(engine.run(derived.derived_config(
-        config, lq=g.lq, lq_size=g.lq_size, pairs=g.pairs, references="",
-        reference_pool=plan.pool, gt="", photos=""), nets=nets))
-
-  w = config.wild
-  folder = outputs.RunFolder(config.output)
-  pasted = paste_photos(plan.photos, folder, os.path.join(config.output, PHOTOS_OUT),
-                        upscale=int(w.upscale), region=w.paste_region, feather=float(w.feather))
-  manifest = _merge(manifests or [folder.read_manifest()])
-  manifest["config"] = config.to_dict()
-  manifest["timings"] = {"total_seconds": round(time.perf_counter() - t0, 3),
-                         "groups": {f"lq{g.lq_size}": m.get("timings")
-                                    for g, m in zip(plan.groups, manifests)}}
-  settings = {"resolution": resolution, "min_face": float(w.min_face),
-              "min_score": float(w.min_score),
-              "upscale": int(w.upscale), "paste_region": w.paste_region,
-              "feather": float(w.feather)}
-  manifest = derived.record(config.output, SECTION, _record(plan, pasted, settings), manifest)
-  outputs.log(f"wild: {sum(map(len, pasted.values()))} of {n_faces} face(s) restored into "
-              f"{len(pasted)} photo(s), {len(plan.problems)} problem(s) -> "
-              f"{os.path.join(config.output, PHOTOS_OUT)}")
-  return manifest
+  with engine.session() as session:  # the folder is locked before anything is written
+    plan = prepare(config, resolution=resolution, detector=landmarks.default_detector(),
+                   root=os.path.join(session.root, INPUTS))
+    for line in plan.problems:
+      outputs.log(line)
+    n_faces = sum(len(p.faces) for p in plan.photos)
+    outputs.log(f"{len(plan.photos)} photo(s), {n_faces} face(s) found, "
+                f"{sum(len(g.items) for g in plan.groups)} to restore in {len(plan.groups)} "
+                "LQ size(s): " + ", ".join(f"{len(g.items)} at {g.lq_size} px"
+                                           for g in plan.groups))
+    for g in plan.groups:
+      outputs.log(f"restoring the {len(g.items)} face(s) of LQ size {g.lq_size}")
+      session.restore(g.items, lq_size=g.lq_size, pool=plan.pool)
+    w = config.wild
+    pasted = paste_photos(plan.photos, session.folder, os.path.join(session.root, PHOTOS_OUT),
+                          upscale=int(w.upscale), region=w.paste_region,
+                          feather=float(w.feather))
+    settings = {"resolution": resolution, "min_face": float(w.min_face),
+                "min_score": float(w.min_score), "upscale": int(w.upscale),
+                "paste_region": w.paste_region, "feather": float(w.feather)}
+    session.record(SECTION, _record(plan, pasted, settings))
+    outputs.log(f"wild: {sum(map(len, pasted.values()))} of {n_faces} face(s) restored into "
+                f"{len(pasted)} photo(s), {len(plan.problems)} problem(s) -> "
+                f"{os.path.join(session.root, PHOTOS_OUT)}")
+  return session.manifest
