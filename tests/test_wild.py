@@ -18,8 +18,11 @@ from conftest import FIXTURES, fixture
 from sair_jax.errors import ConfigError, UserError
 from sair_jax.face import detect, paste
 from sair_jax.io.images import read_image, to_uint8
-from sair_jax.pipeline import restore, wild
+from sair_jax.pipeline import networks, outputs, restore, wild
 from sair_jax.pipeline.networks import SMOKE_G
+
+
+REFS = "references, v2"  # a folder with a comma in its name (a field case)
 
 
 def _config(photos, references, out, **wild_settings):
@@ -35,20 +38,22 @@ def _config(photos, references, out, **wild_settings):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, detector):
   """photos/astro.png (128 px: a face of ~44 px, restored from 32 px at the 64 px smoke
-  generator), photos/blank.png (no face); references/astro.npy (a W+ code of that generator)."""
+  generator), photos/small.png (64 px: a ~22 px face, restored from 16 px), photos/blank.png (no
+  face); W+ codes of that generator as references, in a folder with a comma in its name."""
   root = tmp_path_factory.mktemp("wild")
   (root / "photos").mkdir()
-  (root / "references").mkdir()
-  with Image.open(fixture("astronaut.png")) as im:
-    im.convert("RGB").resize((128, 128), Image.LANCZOS).save(root / "photos" / "astro.png")
+  (root / REFS).mkdir()
   rng = np.random.default_rng(0)
+  with Image.open(fixture("astronaut.png")) as im:
+    for name, side in (("astro", 128), ("small", 64)):
+      im.convert("RGB").resize((side, side), Image.LANCZOS).save(root / "photos" / f"{name}.png")
+      np.save(root / REFS / f"{name}.npy",
+              rng.standard_normal((SMOKE_G.n_latent, SMOKE_G.w_dim)).astype(np.float32))
   Image.fromarray(rng.integers(90, 140, (40, 60, 3), dtype=np.uint8)).save(
       root / "photos" / "blank.png")
-  np.save(root / "references" / "astro.npy",
-          rng.standard_normal((SMOKE_G.n_latent, SMOKE_G.w_dim)).astype(np.float32))
   for case, name in FIELD_PHOTOS.items():
     shutil.copy(FIELD / case / "photos" / f"{name}.png", root / "photos")
-    shutil.copy(FIELD / case / "refs" / f"{name}.npy", root / "references")
+    shutil.copy(FIELD / case / "refs" / f"{name}.npy", root / REFS)
   return root
 
 
@@ -58,8 +63,14 @@ FIELD_PHOTOS = {"sixteen_bit": "scan16", "alpha": "cutout", "comma_in_name": "Do
 
 @pytest.fixture(scope="module")
 def first_run(photos):
+  """The whole command once, counting how often it loads the networks."""
   out = photos / "out"
-  manifest = restore.restore(_config(photos / "photos", photos / "references", out))
+  loads = []
+  real = networks.load_networks
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(networks, "load_networks", lambda c: loads.append(1) or real(c))
+    manifest = restore.restore(_config(photos / "photos", photos / REFS, out))
+  assert len(loads) == 1  # once per command, for both LQ sizes
   return out, manifest
 
 
@@ -70,11 +81,17 @@ def test_photos_restored_and_pasted_back(photos, first_run, detector):
   assert problem.startswith(f"{photos / 'photos' / 'blank.png'}: no face found")
   assert record["photos"]["blank"]["faces"] == []
   assert sorted(manifest["finished"]) == sorted(
-      f"{n}_face0" for n in ["astro", *FIELD_PHOTOS.values()])
+      f"{n}_face0" for n in ["astro", "small", *FIELD_PHOTOS.values()])
   (face,) = record["photos"]["astro"]["faces"]
   assert (face["lq_size"], face["factor"], face["restored"]) == (32, 2, True)
-  assert face["reference"] == str(photos / "references" / "astro.npy")
-  assert list(record["groups"]) == ["lq32"] and not manifest["failures"]
+  assert face["reference"] == str(photos / REFS / "astro.npy")
+  assert record["photos"]["small"]["faces"][0]["lq_size"] == 16
+  assert list(record["groups"]) == ["lq16", "lq32"] and not manifest["failures"]
+  # one manifest for the command: every LQ size's batch and timings, every stream tagged
+  sizes = manifest["lq_sizes"]
+  assert sorted(sizes) == ["16", "32"] and sizes["16"]["images"] == 1
+  assert all(s["batch"] >= 1 and s["timings"]["batches"] for s in sizes.values())
+  assert sorted({b["lq_size"] for b in manifest["timings"]["batches"]}) == [16, 32]
   assert json.loads((out / "manifest.json").read_text())["wild"] == record
   with Image.open(out / "wild_inputs" / "lq32" / "astro_face0.png") as lq:
     assert lq.size == (32, 32)
@@ -127,11 +144,21 @@ def test_rerun_skips_finished_faces_and_rewrites_photos_upscaled(photos, first_r
   out, _ = first_run
   face = out / "restored" / "astro_face0.png"
   before = os.stat(face).st_mtime_ns
-  config = _config(photos / "photos", photos / "references", out, upscale=2)
+  config = _config(photos / "photos", photos / REFS, out, upscale=2)
   manifest = restore.restore(config)
   assert os.stat(face).st_mtime_ns == before and "astro_face0" in manifest["finished"]
   assert read_image(out / "restored_photos" / "astro.png").shape == (256, 256, 3)
   assert manifest["wild"]["settings"]["upscale"] == 2
+
+
+def test_the_folder_is_locked_before_anything_is_prepared(photos, tmp_path):
+  """Two commands on one output folder: the second stops in one line before it writes a thing
+  (not even the aligned faces it would prepare)."""
+  out = tmp_path / "busy"
+  with outputs.RunFolder(str(out)).lock():
+    with pytest.raises(outputs.FolderInUse, match="another run is using this folder"):
+      restore.restore(_config(photos / "photos", photos / REFS, out))
+  assert not (out / wild.INPUTS).exists() and not (out / "manifest.json").exists()
 
 
 def test_a_sideways_phone_photo_is_found_upright(tmp_path, detector):

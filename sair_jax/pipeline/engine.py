@@ -35,8 +35,8 @@ import jax
 
 from sair_jax.core import batching, slots
 from sair_jax.errors import ConfigError
-from sair_jax.pipeline import inputs, outputs, progress, report, stages
-from sair_jax.pipeline.networks import Networks, load_networks
+from sair_jax.pipeline import inputs, networks, outputs, progress, report, stages
+from sair_jax.pipeline.networks import Networks
 from sair_jax.pipeline.outputs import log
 
 
@@ -172,7 +172,7 @@ class Engine:
   def __init__(self, config, nets: Networks | None = None):
     self.config = config
     self.host, self.n_hosts = init_distributed(config)  # before anything touches a device
-    self.nets = load_networks(config) if nets is None else nets
+    self.nets = networks.load_networks(config) if nets is None else nets
     if self.nets.untrained:
       log("SMOKE RUN: the networks are UNTRAINED random networks; the images are meaningless.")
 
