@@ -55,9 +55,9 @@ class Arch:
                pool3_dim=int(meta["pool3_dim"]))
 
 
-def build(arch: Arch) -> inception.FIDInception:
+def build(arch: Arch) -> inception.InceptionV3:
   """The FID-Inception module of an :class:`Arch`."""
-  return inception.FIDInception(arch.widths)
+  return inception.InceptionV3(arch.widths)
 
 
 def param_shapes(arch: Arch) -> Any:
@@ -73,7 +73,8 @@ def apply(params: Any, arch: Arch, images01):
 
 
 class FIDInception:
-  """A loaded FID-Inception: ``params`` (device arrays), its :class:`Arch`, jitted features."""
+  """A loaded FID-Inception checkpoint: ``params`` (device arrays), its :class:`Arch`, jitted
+  features (the Flax module it runs is :class:`sair_jax.nets.inception.InceptionV3`)."""
 
   def __init__(self, params: Any, arch: Arch):
     self.arch = arch
