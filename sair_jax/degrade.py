@@ -21,9 +21,9 @@ import logging
 import os
 import sys
 
-from absl import app
 from absl import flags
 
+from sair_jax import cli
 from sair_jax.core.degradation_presets import PRESETS, X8_STAGES, DegradeError, degrade_image
 from sair_jax.io import files, images, listing
 
@@ -107,19 +107,11 @@ def main(argv):
   if len(argv) > 1:
     print(f"degrade: error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     return 2
-  try:
+  with cli.user_errors(prefix="degrade: "):
     n = run()
-  except (DegradeError, images.ImageIOError) as e:
-    print(f"degrade: error: {e}", file=sys.stderr)
-    return 1
   print(f"degrade: wrote {n} image(s) to {FLAGS.dst} (preset {FLAGS.preset}, seed {FLAGS.seed})")
   return 0
 
 
-def entry() -> None:
-  define_flags()
-  app.run(main)
-
-
 if __name__ == "__main__":
-  entry()
+  cli.run(define_flags, main)

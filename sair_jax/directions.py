@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from sair_jax import cli
 from sair_jax.expression_directions.authors_npy import import_npy
 from sair_jax.expression_directions.file import Directions, DirectionsError, save_directions
 from sair_jax.expression_directions.logistic import fit_directions
@@ -68,16 +69,11 @@ def run(*, out: str, generator: str | None = None, classifier: str | None = None
 def main(argv):
   del argv
   from absl import flags
-  from sair_jax.io.checkpoint import CheckpointError
-  import sys
   f = flags.FLAGS
-  try:
+  with cli.user_errors(OSError):
     run(out=f.out, generator=f.generator, classifier=f.classifier, samples=f.samples,
         workdir=f.workdir, batch=f.batch, seed=f.seed, truncation=f.truncation, l2=f.l2,
         iters=f.iters, min_confidence=f.min_confidence, from_npy=f.from_npy, n_latent=f.n_latent)
-  except (DirectionsError, CheckpointError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
 
 
 def define_flags() -> None:
@@ -100,12 +96,5 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["out"])
 
 
-def entry() -> None:
-  """``python -m sair_jax.directions``."""
-  from absl import app
-  define_flags()
-  app.run(main)
-
-
 if __name__ == "__main__":
-  entry()
+  cli.run(define_flags, main)
