@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sair_jax import cli
 from sair_jax import gallery as gallery_lib
 from sair_jax.core import batching
 from sair_jax.io import files, images
@@ -502,21 +503,16 @@ def main(argv):
   from absl import flags, logging
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   f = flags.FLAGS
-  try:
+  with cli.user_errors():
     methods = [parse_method(s) for s in f.method]
     result = evaluate(gt_dir=f.gt, methods=methods, out_dir=f.out, lq_dir=f.lq,
                       refs_dir=f.refs, reports_dir=f.reports, lpips_ckpt=f.lpips,
                       fid_ckpt=f.fid, arcface_ckpt=f.arcface,
                       arcface_variant=f.arcface_variant, judge=f.judge, batch=f.batch,
                       n_bootstrap=f.bootstrap, seed=f.seed, thumbnail=f.thumbnail)
-  except (EvaluationError, gallery_lib.GalleryError, images.ImageIOError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
   print(result["table"])
   print(f"wrote {f.out}/table.md, per_image.csv/json, per_method.csv/json, gallery.html")
 
 
 if __name__ == "__main__":
-  from absl import app
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

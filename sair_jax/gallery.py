@@ -24,10 +24,10 @@ import io
 import json
 import math
 import os
-import sys
 import urllib.parse
 from typing import Any, Mapping, Sequence
 
+from sair_jax import cli
 from sair_jax.io import files, images, listing
 from sair_jax.errors import UserError
 
@@ -315,23 +315,17 @@ def main(argv):
   from absl import flags
   f = flags.FLAGS
   out = f.out or (os.path.join(f.run, "gallery.html") if f.run else None)
-  if out is None:
-    print("error: give --run or --out", file=sys.stderr)
-    sys.exit(1)
-  try:
+  with cli.user_errors():
+    if out is None:
+      raise GalleryError("give --run or --out")
     rows, columns = run_rows(f.run, lq_dir=f.lq, restored_dir=f.restored,
                              references_dir=f.references, reports_dir=f.reports)
     flagged = sum(bool(r.flags) for r in rows)
     write_gallery(out, rows, columns, title=f"restoration run {f.run or ''}".strip(),
                   thumbnail=f.thumbnail,
                   header=f"<p>{len(rows)} images, {flagged} flagged.</p>")
-  except (GalleryError, images.ImageIOError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
   print(f"wrote {out} ({len(rows)} images, {flagged} flagged)")
 
 
 if __name__ == "__main__":
-  from absl import app
-  define_flags()
-  app.run(main)
+  cli.run(define_flags, main)

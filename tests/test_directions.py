@@ -13,7 +13,9 @@ import pytest
 
 from conftest import fixture
 from converters import expression as expression_converter
-from sair_jax.face import directions as dr
+from sair_jax import directions as command
+from sair_jax.expression_directions import authors_npy, logistic, sampling
+from sair_jax.expression_directions import file as directions_file
 from sair_jax.face.expression import EXPRESSIONS
 from sair_jax.nets import expression
 
@@ -35,7 +37,7 @@ def test_fit_recovers_planted_directions(rows):
   x = np.stack([x0 @ q for q in rots], axis=1).astype(np.float32)  # [N, R, D]
   planted = _unit(rng.normal(size=(k, D)))
   y = (x0 - 0.5) @ planted.T > 0.3  # [N, K]
-  fit = dr.fit_linear(x, y)
+  fit = logistic.fit_linear(x, y)
   assert fit.normals.shape == (k, rows, D)
   for r, q in enumerate(rots):
     cos = np.sum(fit.normals[:, r] * (planted @ q), axis=1)  # (Q^T d)^T = d^T Q
@@ -48,15 +50,15 @@ def test_fit_resumes_from_its_state(tmp_path):
   rng = np.random.default_rng(1)
   x = rng.normal(size=(800, 1, D)).astype(np.float32)
   y = np.stack([x[:, 0, 0] + 0.3 * rng.normal(size=800) > 0] * 2, axis=1)
-  full = dr.fit_linear(x, y, iters=12)
+  full = logistic.fit_linear(x, y, iters=12)
   state = str(tmp_path / "state.npz")
-  part = dr.fit_linear(x, y, iters=2, state_path=state)
+  part = logistic.fit_linear(x, y, iters=2, state_path=state)
   assert part.iterations == 2
-  resumed = dr.fit_linear(x, y, iters=12, state_path=state)
+  resumed = logistic.fit_linear(x, y, iters=12, state_path=state)
   assert resumed.iterations == full.iterations
   np.testing.assert_allclose(resumed.normals, full.normals, atol=1e-6)
-  with pytest.raises(dr.DirectionsError, match="different problem"):
-    dr.fit_linear(x, y, iters=12, l2=0.5, state_path=state)
+  with pytest.raises(directions_file.DirectionsError, match="different problem"):
+    logistic.fit_linear(x, y, iters=12, l2=0.5, state_path=state)
 
 
 class _Interrupted(Exception):
@@ -94,23 +96,23 @@ def test_collect_resumes_and_fits_the_planted_direction(tmp_path):
 
   work = str(tmp_path / "work")
   with pytest.raises(_Interrupted):
-    dr.collect(work, sample_fn, failing_label_fn, 1000, **kwargs)
-  latents, probs = dr.collect(work, sample_fn, label_fn, 1000, **kwargs)  # resumes at batch 3
-  clean = dr.collect(str(tmp_path / "clean"), sample_fn, label_fn, 1000, **kwargs)
+    sampling.collect(work, sample_fn, failing_label_fn, 1000, **kwargs)
+  latents, probs = sampling.collect(work, sample_fn, label_fn, 1000, **kwargs)  # resumes at batch 3
+  clean = sampling.collect(str(tmp_path / "clean"), sample_fn, label_fn, 1000, **kwargs)
   np.testing.assert_array_equal(latents, clean[0])
   np.testing.assert_array_equal(probs, clean[1])
   assert latents.shape == (1000, 1, D) and np.all(np.abs(latents).sum(axis=(1, 2)) > 0)
 
-  d = dr.fit_directions(latents, probs, n_latent=4)
+  d = logistic.fit_directions(latents, probs, n_latent=4)
   assert d.directions.shape == (7, 4, D)
   happy, neutral = d.get("happiness"), d.get("neutral")
   assert np.all(happy @ direction > 0.95) and np.all(neutral @ direction < -0.95)
   assert d.available.sum() == 2 and d.counts.sum() == 1000
-  with pytest.raises(dr.DirectionsError, match="no direction for 'sad'"):
+  with pytest.raises(directions_file.DirectionsError, match="no direction for 'sad'"):
     d.get("sad")
 
-  with pytest.raises(dr.DirectionsError, match="holds a different run"):
-    dr.collect(work, sample_fn, label_fn, 1000, **{**kwargs, "seed": 6})
+  with pytest.raises(directions_file.DirectionsError, match="holds a different run"):
+    sampling.collect(work, sample_fn, label_fn, 1000, **{**kwargs, "seed": 6})
 
 
 @pytest.mark.parametrize("shape", [(4, D), (1, 4, D), (1, D), (D,)])
@@ -120,7 +122,7 @@ def test_import_npy_normalises_and_matches_by_name(tmp_path, shape):
   for e in ("happy", "surprise", "sad"):
     arrays[e] = (rng.normal(size=shape) * 7).astype(np.float32)
     np.save(tmp_path / f"emotion_{e}.npy", arrays[e])
-  d = dr.import_npy(sorted(str(p) for p in tmp_path.glob("*.npy")), n_latent=4)
+  d = authors_npy.import_npy(sorted(str(p) for p in tmp_path.glob("*.npy")), n_latent=4)
   assert d.directions.shape == (7, 4, D)
   np.testing.assert_allclose(np.linalg.norm(d.get("happy"), axis=-1), 1.0, atol=1e-6)
   for e, a in arrays.items():  # each expression gets its own file (happy is not surprise)
@@ -130,8 +132,8 @@ def test_import_npy_normalises_and_matches_by_name(tmp_path, shape):
                                np.linalg.norm(np.broadcast_to(a.reshape(-1, D), (4, D)), axis=-1),
                                rtol=1e-5)
   assert list(d.available) == [e in arrays for e in EXPRESSIONS]
-  dr.save_directions(tmp_path / "d.npz", d)
-  back = dr.load_directions(tmp_path / "d.npz")
+  directions_file.save_directions(tmp_path / "d.npz", d)
+  back = directions_file.load_directions(tmp_path / "d.npz")
   np.testing.assert_array_equal(back.directions, d.directions)
   np.testing.assert_array_equal(back.available, d.available)
   assert back.source == d.source and back.labels == EXPRESSIONS
@@ -147,20 +149,20 @@ def test_import_npy_normalises_and_matches_by_name(tmp_path, shape):
 def test_import_npy_errors(tmp_path, files, message):
   for name, shape in files.items():
     np.save(tmp_path / name, np.ones(shape, np.float32))
-  with pytest.raises(dr.DirectionsError, match=re.escape(message)) as e:
-    dr.import_npy(sorted(str(tmp_path / n) for n in files))
+  with pytest.raises(directions_file.DirectionsError, match=re.escape(message)) as e:
+    authors_npy.import_npy(sorted(str(tmp_path / n) for n in files))
   assert "\n" not in str(e.value)
 
 
 def test_load_directions_errors(tmp_path):
-  with pytest.raises(dr.DirectionsError, match="no such file"):
-    dr.load_directions(tmp_path / "missing.npz")
+  with pytest.raises(directions_file.DirectionsError, match="no such file"):
+    directions_file.load_directions(tmp_path / "missing.npz")
   (tmp_path / "junk.npz").write_bytes(b"junk")
-  with pytest.raises(dr.DirectionsError, match="not a directions .npz file"):
-    dr.load_directions(tmp_path / "junk.npz")
+  with pytest.raises(directions_file.DirectionsError, match="not a directions .npz file"):
+    directions_file.load_directions(tmp_path / "junk.npz")
   np.savez(tmp_path / "other.npz", a=np.zeros(3))
-  with pytest.raises(dr.DirectionsError, match="missing"):
-    dr.load_directions(tmp_path / "other.npz")
+  with pytest.raises(directions_file.DirectionsError, match="missing"):
+    directions_file.load_directions(tmp_path / "other.npz")
 
 
 def test_command_fits_with_a_tiny_generator_and_resumes(tmp_path):
@@ -182,8 +184,8 @@ def test_command_fits_with_a_tiny_generator_and_resumes(tmp_path):
   expression.save(tmp_path / "c", params, arch, expression_converter.FER_LABELS)
   args = dict(out=str(tmp_path / "dirs.npz"), generator=str(tmp_path / "g"),
               classifier=str(tmp_path / "c"), samples=40, batch=16, iters=4, log=lambda s: None)
-  d = dr.run(**args)
-  back = dr.load_directions(tmp_path / "dirs.npz")
+  d = command.run(**args)
+  back = directions_file.load_directions(tmp_path / "dirs.npz")
   n_latent = back.n_latent
   assert back.directions.shape[::2] == (7, 256) and n_latent == 8  # size 32: 2 * 5 - 2 rows
   assert back.counts.sum() == 40 and back.available.sum() >= 2
@@ -191,7 +193,7 @@ def test_command_fits_with_a_tiny_generator_and_resumes(tmp_path):
   np.testing.assert_allclose(norms[back.available], 1.0, atol=1e-5)
   assert np.all(norms[~back.available] == 0)
   assert os.path.exists(tmp_path / "dirs.npz.work" / "progress.json")
-  again = dr.run(**args)  # everything is already collected and fitted: same answer
+  again = command.run(**args)  # everything is already collected and fitted: same answer
   np.testing.assert_array_equal(again.directions, d.directions)
 
 
@@ -202,7 +204,7 @@ def test_command_line_import_and_errors(tmp_path):
                        f"--out={tmp_path / 'd.npz'}"], capture_output=True, text=True, env=env)
   assert ok.returncode == 0, ok.stderr
   assert "angry: imported" in ok.stdout and "happy: unavailable" in ok.stdout
-  assert dr.load_directions(tmp_path / "d.npz").get("angry").shape == (18, D)
+  assert directions_file.load_directions(tmp_path / "d.npz").get("angry").shape == (18, D)
   bad = subprocess.run([sys.executable, "-m", "sair_jax.directions", f"--out={tmp_path / 'e.npz'}",
                         "--samples=10"], capture_output=True, text=True, env=env)
   assert bad.returncode == 1

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sair_jax import degrade
+from sair_jax.core import degradation_presets
 from sair_jax.errors import UserError
 from sair_jax.io.images import read_image
 from sair_jax.pipeline import tfds_source
@@ -78,7 +78,7 @@ def test_writes_gt_and_the_degrade_command_s_lq(tfds, tmp_path):
   assert done == [(i + 1, n) for i, n in enumerate(names)] and len(names) == 3
   for name in names:
     gt = read_image(tmp_path / "gt" / f"{name}.png")
-    want, record = degrade.degrade_image(gt, f"{name}.png", preset="x8", seed=7, lq_size=8,
+    want, record = degradation_presets.degrade_image(gt, f"{name}.png", preset="x8", seed=7, lq_size=8,
                                          x8_stages=("blur", "noise"))
     got = read_image(tmp_path / "lq" / f"{name}.png")
     assert gt.shape == (32, 32, 3) and got.shape == (8, 8, 3)

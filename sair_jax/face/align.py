@@ -1,6 +1,7 @@
 """FFHQ-style face alignment of ordinary photos, so that they can serve as SAIR references.
 
-    python -m sair_jax.align --src photos/ --dst aligned/ [--size 1024]
+The command over it is ``python -m sair_jax.align --src photos/ --dst aligned/ [--size 1024]``
+(:mod:`sair_jax.align`).
 
 The procedure is the one used to build FFHQ from in-the-wild photos (its
 ``recreate_aligned_images`` step), driven by 68 dlib landmarks (:mod:`sair_jax.face.landmarks`):
@@ -270,40 +271,3 @@ def align_dir(src: str, dst: str, size: int = 1024, detector=None,
     out(f"aligned: {path} -> {target}")
     counts[0] += 1
   return tuple(counts)
-
-
-def main(argv):
-  del argv
-  from absl import flags
-  from sair_jax.face.landmarks import LandmarkDetector, LandmarksUnavailable
-  f = flags.FLAGS
-  try:
-    detector = LandmarkDetector(detect_size=f.detect_size, upsample=f.upsample)
-    aligned, skipped, failed = align_dir(f.src, f.dst, f.size, detector)
-  except (LandmarksUnavailable, images.ImageIOError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
-  print(f"{aligned} aligned, {skipped} without a face, {failed} failed")
-  sys.exit(1 if failed else 0)
-
-
-def define_flags() -> None:
-  """The command's flags (absl)."""
-  from absl import flags
-  flags.DEFINE_string("src", None, "directory of photos")
-  flags.DEFINE_string("dst", None, "output directory (PNG, same file stems)")
-  flags.DEFINE_integer("size", 1024, "output side (FFHQ: 1024)")
-  flags.DEFINE_integer("detect_size", 1024, "face detection runs on a copy at most this large")
-  flags.DEFINE_integer("upsample", 0, "dlib detector upsampling passes (finds smaller faces)")
-  flags.mark_flags_as_required(["src", "dst"])
-
-
-def entry() -> None:
-  """``python -m sair_jax.align``."""
-  from absl import app
-  define_flags()
-  app.run(main)
-
-
-if __name__ == "__main__":
-  entry()

@@ -5,15 +5,16 @@ Layout of a converted checkpoint directory ``DST``::
     DST/meta.json   {"kind": "stylegan2", "format": 1, ...architecture...}
     DST/params/     orbax StandardCheckpointer tree (nested dicts of float32 arrays)
 
-Every network's ``load(dst)`` goes through :func:`load`, which turns every way a checkpoint can
-be missing or damaged into a one-line :class:`CheckpointError` naming the directory.
+Every network's ``load(dst)`` goes through :func:`load` (most through :func:`load_network`),
+which turns every way a checkpoint can be missing or damaged into a one-line
+:class:`CheckpointError` naming the directory.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -96,6 +97,22 @@ def arch_from_meta(dst: str | os.PathLike, arch_cls, meta: dict):
     reason = f"missing field {e}" if isinstance(e, KeyError) else str(e)
     raise CheckpointError(f"{os.fspath(dst)}: meta.json does not describe the network "
                           f"({reason})") from None
+
+
+def load_network(dst: str | os.PathLike, kind: str, arch_cls,
+                 param_shapes: Callable[[Any], Any]) -> tuple[Any, Any]:
+  """``(params, arch)`` of the converted checkpoint ``dst`` of a network whose whole
+  ``meta.json`` describes ``arch_cls`` (:func:`arch_from_meta`) and whose parameter tree must
+  match ``param_shapes(arch)`` (a tree of shape tuples, :func:`check_shapes`).
+
+  Raises:
+    CheckpointError: one line naming ``dst``: missing, of another kind, damaged, or not this
+      architecture.
+  """
+  params, meta = load(dst, kind)
+  arch = arch_from_meta(dst, arch_cls, meta)
+  check_shapes(os.fspath(dst), params, param_shapes(arch))
+  return params, arch
 
 
 def shape_mismatch(params: Any, expected: Any) -> str | None:

@@ -171,3 +171,10 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
   except (OSError, ValueError, EOFError) as e:
     reason = not_what_it_seems(path) or f"unreadable array ({str(e).splitlines()[0]})"
     raise UnreadableFileError(f"{path}: {reason}") from None
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+  """Writes named arrays as one .npz (``np.savez``, uncompressed), atomically."""
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  atomic_write(path, buf.getvalue())

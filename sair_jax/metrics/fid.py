@@ -29,12 +29,12 @@ import dataclasses
 import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import inception, layers
+from sair_jax.nets.loaded import LoadedNetwork
 
 KIND = "fid_inception"
 
@@ -55,9 +55,9 @@ class Arch:
                pool3_dim=int(meta["pool3_dim"]))
 
 
-def build(arch: Arch) -> inception.FIDInception:
+def build(arch: Arch) -> inception.InceptionV3:
   """The FID-Inception module of an :class:`Arch`."""
-  return inception.FIDInception(arch.widths)
+  return inception.InceptionV3(arch.widths)
 
 
 def param_shapes(arch: Arch) -> Any:
@@ -72,13 +72,13 @@ def apply(params: Any, arch: Arch, images01):
   return build(arch).apply({"params": params}, inception.preprocess(images01))
 
 
-class FIDInception:
-  """A loaded FID-Inception: ``params`` (device arrays), its :class:`Arch`, jitted features."""
+class FIDInception(LoadedNetwork):
+  """A loaded FID-Inception checkpoint: ``params`` (device arrays), its :class:`Arch`, jitted
+  features (the Flax module it runs is :class:`sair_jax.nets.inception.InceptionV3`)."""
 
   def __init__(self, params: Any, arch: Arch):
-    self.arch = arch
-    self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self._features = jax.jit(lambda p, x: apply(p, arch, x))
+    super().__init__(params, arch)
+    self._features = self.jit_with_arch(apply)
 
   @property
   def dim(self) -> int:
@@ -95,10 +95,7 @@ class FIDInception:
 
 def load(dst: str) -> FIDInception:
   """Loads a checkpoint written by ``python -m converters.fid_inception`` (one-line errors)."""
-  params, meta = checkpoint.load(dst, KIND)
-  arch = checkpoint.arch_from_meta(dst, Arch, meta)
-  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
-  return FIDInception(params, arch)
+  return FIDInception(*checkpoint.load_network(dst, KIND, Arch, param_shapes))
 
 
 # ---------------------------------------------------------------------------------- statistics

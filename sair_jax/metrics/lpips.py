@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import alexnet, layers
+from sair_jax.nets.loaded import LoadedNetwork
 
 KIND = "lpips_alex"
 SHIFT = (-0.030, -0.088, -0.188)  # LPIPS ScalingLayer, on [-1, 1] inputs
@@ -91,13 +92,12 @@ def apply(params: Any, arch: Arch, x0, x1, per_layer: bool = False):
   return terms if per_layer else jnp.sum(terms, axis=0)
 
 
-class LPIPS:
+class LPIPS(LoadedNetwork):
   """A loaded LPIPS model: ``params`` (device arrays), its :class:`Arch`, a jitted distance."""
 
   def __init__(self, params: Any, arch: Arch):
-    self.arch = arch
-    self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self._apply = jax.jit(lambda p, x0, x1: apply(p, arch, x0, x1))
+    super().__init__(params, arch)
+    self._apply = self.jit_with_arch(apply)
 
   def distance_fn(self, params: Any, a01, b01):
     """Pure ``(params, a, b) -> [B]`` on images in [0, 1]."""
@@ -115,7 +115,4 @@ class LPIPS:
 
 def load(dst: str) -> LPIPS:
   """Loads a checkpoint written by ``python -m converters.lpips`` (one-line CheckpointError)."""
-  params, meta = checkpoint.load(dst, KIND)
-  arch = checkpoint.arch_from_meta(dst, Arch, meta)
-  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
-  return LPIPS(params, arch)
+  return LPIPS(*checkpoint.load_network(dst, KIND, Arch, param_shapes))

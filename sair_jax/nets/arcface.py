@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import layers
+from sair_jax.nets.loaded import LoadedNetwork
 from sair_jax.nets.layers import BatchNorm, PReLU, conv, interpolate
 
 KIND = "arcface_iresnet"
@@ -179,12 +180,11 @@ def preprocess(faces, variant: str = "standard", size: int = 112):
   return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)  # [B, size, size, 3]
 
 
-class ArcFace:
+class ArcFace(LoadedNetwork):
   """A loaded ArcFace: ``params`` (device arrays), its :class:`Arch` and jitted entry points."""
 
   def __init__(self, params: Any, arch: Arch):
-    self.arch = arch
-    self.params = jax.tree_util.tree_map(jnp.asarray, params)
+    super().__init__(params, arch)
     self.module = build(arch)
     self._embed = jax.jit(self.apply_fn)
     self._embed_faces = jax.jit(self.apply_faces, static_argnames="variant")
@@ -212,8 +212,5 @@ class ArcFace:
 
 def load(dst: str) -> ArcFace:
   """Loads a checkpoint written by ``python -m converters.arcface`` (one-line CheckpointError)."""
-  params, meta = checkpoint.load(dst, KIND)
-  arch = checkpoint.arch_from_meta(dst, Arch, meta)
-  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
-  return ArcFace(params, arch)
+  return ArcFace(*checkpoint.load_network(dst, KIND, Arch, param_shapes))
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import layers
+from sair_jax.nets.loaded import LoadedNetwork
 from sair_jax.nets.layers import BatchNorm, PReLU, conv, interpolate
 
 KIND = "e4e_encoder"
@@ -222,12 +223,11 @@ def preprocess(faces, size: int = 256):
   return x * 2.0 - 1.0
 
 
-class E4E:
+class E4E(LoadedNetwork):
   """A loaded e4e encoder: ``params`` (device arrays), its :class:`Arch`, jitted entry points."""
 
   def __init__(self, params: Any, arch: Arch):
-    self.arch = arch
-    self.params = jax.tree_util.tree_map(jnp.asarray, params)
+    super().__init__(params, arch)
     self.module = build(arch)
     self._encode = jax.jit(self.apply_fn)
     self._encode_faces = jax.jit(self.apply_faces)
@@ -259,7 +259,4 @@ class E4E:
 
 def load(dst: str) -> E4E:
   """Loads a checkpoint written by ``python -m converters.e4e`` (one-line CheckpointError)."""
-  params, meta = checkpoint.load(dst, KIND)
-  arch = checkpoint.arch_from_meta(dst, Arch, meta)
-  checkpoint.check_shapes(str(dst), params, param_shapes(arch))
-  return E4E(params, arch)
+  return E4E(*checkpoint.load_network(dst, KIND, Arch, param_shapes))

@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any, Sequence
 
@@ -46,6 +45,7 @@ import numpy as np
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import layers
+from sair_jax.nets.loaded import LoadedNetwork
 from sair_jax.nets.layers import BatchNorm
 
 KIND = "expression_mini_xception"
@@ -177,20 +177,19 @@ def apply(params: Any, arch: Arch, x: jax.Array) -> jax.Array:
   return MiniXception(arch).apply({"params": params}, x)
 
 
-class ExpressionClassifier:
+class ExpressionClassifier(LoadedNetwork):
   """A loaded classifier: ``params``, ``arch``, ``labels`` (file class order), jitted ``probs``."""
 
   def __init__(self, params: Any, arch: Arch, labels: Sequence[str]):
     if len(labels) != arch.num_classes:
       raise ValueError(f"{len(labels)} labels for {arch.num_classes} classes")
-    self.params = jax.tree_util.tree_map(jnp.asarray, params)
-    self.arch = arch
+    super().__init__(params, arch)
     self.labels = tuple(labels)
-    self._logits = jax.jit(functools.partial(apply, arch=arch))
+    self._logits = self.jit_with_arch(apply)
 
   def logits(self, x) -> jax.Array:
     """[B, S, S, C] in [-1, 1] -> [B, K] pre-softmax scores."""
-    return self._logits(self.params, x=jnp.asarray(x, jnp.float32))
+    return self._logits(self.params, jnp.asarray(x, jnp.float32))
 
   def probs(self, x) -> jax.Array:
     """[B, S, S, C] in [-1, 1] -> [B, K] class probabilities, class order ``self.labels``."""

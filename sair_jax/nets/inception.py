@@ -159,8 +159,10 @@ class InceptionBlock(nn.Module):
     return jnp.concatenate(outs, axis=-1)  # [B, H', W', sum of branch widths]
 
 
-class FIDInception(nn.Module):
-  """FID-Inception from the normalised 299x299 input to the pool3 features."""
+class InceptionV3(nn.Module):
+  """FID-Inception (pytorch-fid's ``InceptionV3`` with ``use_fid_inception=True``) from the
+  normalised 299x299 input to the pool3 features. The Flax module only: a loaded checkpoint,
+  with its parameters and jitted features, is :class:`sair_jax.metrics.fid.FIDInception`."""
   widths: tuple[tuple[str, int], ...]  # (torch conv path, output channels) for every conv
 
   @nn.compact

@@ -33,6 +33,7 @@ import numpy as np
 
 from sair_jax.io import checkpoint
 from sair_jax.nets import ops
+from sair_jax.nets.loaded import LoadedNetwork
 
 KIND = "stylegan2"
 
@@ -321,7 +322,7 @@ def make_fir(taps: Sequence[float], gain: float = 1.0) -> jax.Array:
 # --------------------------------------------------------------------------------------------
 
 
-class Generator:
+class Generator(LoadedNetwork):
   """A converted generator: parameters, buffers, ``w_avg`` and jitted entry points.
 
   Attributes:
@@ -332,11 +333,10 @@ class Generator:
   """
 
   def __init__(self, params: dict, buffers: dict, arch: Arch, w_avg: jax.Array):
-    self.params = jax.tree_util.tree_map(jnp.asarray, params)
+    super().__init__(params, arch)
     self.buffers = jax.tree_util.tree_map(jnp.asarray, buffers)
-    self.arch = arch
     self.w_avg = jnp.asarray(w_avg)
-    self._mapping = jax.jit(lambda p, z: mapping_fn(p, arch, z))
+    self._mapping = self.jit_with_arch(mapping_fn)
     self._synthesis = jax.jit(
         lambda p, b, ws, rng, mode: synthesis_fn(p, b, arch, ws, mode, rng),
         static_argnums=(4,))

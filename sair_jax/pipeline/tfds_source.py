@@ -27,7 +27,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 from PIL import Image
 
-from sair_jax import degrade
+from sair_jax.core import degradation_presets as degrade
 from sair_jax.errors import UserError
 from sair_jax.io import files, images
 
