@@ -133,7 +133,7 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path, smoke_data):
 
 
 def test_an_unavailable_expression_fails_alone(tmp_path, smoke_data):
-  from sair_jax.face import directions as dirs
+  from sair_jax.expression_directions import file as dirs
   from sair_jax.pipeline.networks import SMOKE_G
   raw = np.random.default_rng(0).standard_normal((7, SMOKE_G.n_latent, SMOKE_G.w_dim))
   unit = (raw / np.linalg.norm(raw, axis=-1, keepdims=True)).astype(np.float32)

