@@ -80,6 +80,9 @@ CANDIDATES = {
     "fast_fine2": dict(FAST, fine_lr_scale=2.0),
     "fast_betas0.7": dict(FAST, betas=(0.7, 0.999)),
     "fast_lr0.05_rows": dict(FAST, lr=0.05, coarse_lr_scale=0.5, fine_lr_scale=1.5),
+    "fast_decay0.05": dict(FAST, lr=0.05, schedule="cosine_decay"),
+    "fast_decay0.08": dict(FAST, lr=0.08, schedule="cosine_decay"),
+    "decay0.08_ref": dict(FAST, lr=0.08, schedule="cosine_decay", start="reference"),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 

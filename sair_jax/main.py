@@ -4,8 +4,8 @@
     sair-jax --config=configs/x32.py [...]          (the same command, installed as a script)
 
 Everything happens in :func:`sair_jax.pipeline.restore.restore` (a test set, ordinary photos, a
-TFDS dataset or the smoke preset's known-answer problem, each through
-:func:`sair_jax.pipeline.engine.run`); this file parses flags and turns the
+TFDS dataset or the smoke preset's known-answer problem, each a flow that hands its
+records to :mod:`sair_jax.pipeline.engine`); this file parses flags and turns the
 errors a user can fix (:class:`sair_jax.errors.UserError`: a missing checkpoint, a bad folder, a
 bad config) into one line and exit status 1. Any other exception is a bug and keeps its
 traceback. Exit status 2: the run finished but some images failed (listed in the manifest).

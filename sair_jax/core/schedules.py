@@ -3,6 +3,8 @@
 Learning-rate schedules (optax schedules, step -> lr):
 
 * ``constant`` — the paper: Adam at a fixed lr (0.1).
+* ``cosine_decay`` — lr(t) = lr0 · (0.5 + 0.5·cos(π · t)): from lr0 down to 0 at the last step
+  (``optax.cosine_decay_schedule``; SGDR's curve without restarts).
 * ``cosine_ramp`` — the authors' script: with t = step / steps,
   lr(t) = lr0 · (0.5 − 0.5·cos(π · min(1, (1 − t)/rampdown))) · min(1, t / rampup),
   rampdown = 0.25, rampup = 0.05 (note lr = 0 at step 0, as in the script).
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-SCHEDULES = ("constant", "cosine_ramp")
+SCHEDULES = ("constant", "cosine_decay", "cosine_ramp")
 STARTS = ("reference", "reference_coarse", "truncated")
 
 
@@ -47,9 +49,11 @@ def cosine_ramp(lr: float, steps: int, rampdown: float = 0.25,
 
 
 def make(name: str, lr: float, steps: int) -> optax.Schedule:
-  """Schedule by name: 'constant' | 'cosine_ramp'."""
+  """Schedule by name: 'constant' | 'cosine_decay' | 'cosine_ramp'."""
   if name == "constant":
     return constant(lr)
+  if name == "cosine_decay":
+    return optax.cosine_decay_schedule(lr, steps)
   if name == "cosine_ramp":
     return cosine_ramp(lr, steps)
   raise ValueError(f"unknown learning-rate schedule {name!r}; expected one of {SCHEDULES}")

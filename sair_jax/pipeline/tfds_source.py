@@ -3,7 +3,7 @@
 A prepared TFDS dataset of aligned faces (e.g. ``celeb_a_hq/1024``, which its users prepare
 from the manually downloaded files) is read as the set of ground-truth faces; each is resized to
 the generator's resolution if needed, and the low-quality inputs are synthesised from it with
-the degradation presets of :mod:`sair_jax.degrade` (same functions, same per-image seeds), into
+the degradation presets of :mod:`sair_jax.core.degradation_presets` (same functions, same per-image seeds), into
 a folder the pipeline reads like any other: ``gt/NAME.png``, ``lq/NAME.png`` and
 ``lq/NAME.json`` (every parameter drawn). ``python -m sair_jax.degrade --src DST/gt --dst ...``
 with the same options re-makes the same LQ bit for bit.
@@ -192,7 +192,7 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
     source: from :func:`open_source`.
     dst: output folder (created).
     resolution: side of the ground truth (the generator's).
-    preset, seed, degrade_options: as :func:`sair_jax.degrade.degrade_image` (``factor``,
+    preset, seed, degrade_options: as :func:`sair_jax.core.degradation_presets.degrade_image` (``factor``,
       ``lq_size``, ``x8_stages``, ``noise_var``, ``noise_domain``); the image's key is its GT
       file name, as ``python -m sair_jax.degrade`` over ``dst``/gt would use.
     limit: at most this many examples.
