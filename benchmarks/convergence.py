@@ -83,6 +83,11 @@ CANDIDATES = {
     "fast_decay0.05": dict(FAST, lr=0.05, schedule="cosine_decay"),
     "fast_decay0.08": dict(FAST, lr=0.08, schedule="cosine_decay"),
     "decay0.08_ref": dict(FAST, lr=0.08, schedule="cosine_decay", start="reference"),
+    "fast_lr0.1": dict(FAST, lr=0.1),
+    "fast_lr0.2": dict(FAST, lr=0.2),
+    "fast_ramp0.2": dict(FAST, lr=0.2, schedule="cosine_ramp"),
+    "fast_ramp0.05": dict(FAST, lr=0.05, schedule="cosine_ramp"),
+    "fast_ramp0.08": dict(FAST, lr=0.08, schedule="cosine_ramp"),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 
