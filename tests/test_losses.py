@@ -315,6 +315,14 @@ def test_cosine_ramp_matches_formula(steps):
   assert got.max() == pytest.approx(0.1, rel=1e-6)
 
 
+def test_cosine_decay_goes_from_lr_to_zero():
+  sched = schedules.make("cosine_decay", 0.08, 100)
+  got = [float(sched(i)) for i in (0, 50, 100, 150)]
+  want = [0.08 * (0.5 + 0.5 * math.cos(math.pi * min(i, 100) / 100)) for i in (0, 50, 100, 150)]
+  np.testing.assert_allclose(got, want, atol=1e-7)
+  assert got[1] == pytest.approx(0.04) and got[2] == got[3] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_schedules_drive_optax():
   assert float(schedules.make("constant", 0.1, 400)(123)) == pytest.approx(0.1)
   with pytest.raises(ValueError, match="unknown"):

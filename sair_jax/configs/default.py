@@ -154,8 +154,8 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   #   loss.expression_variant: 'paper' (Eq. 6) | 'rows' (authors' mean |cos|)
   #   loss.histogram_variant: 'paper' (Eq. 7, soft) | 'official' (the script's hard bins);
   #     histogram_bins; histogram_start (step it switches on); mask_every (mask refresh period)
-  #   solver.schedule: 'constant' | 'cosine_ramp'; solver.noise: 'const' | 'random' (fresh
-  #     every step) | 'zero'; solver.output ([-1, 1] -> [0, 1]): 'clip' | 'minmax';
+  #   solver.schedule: 'constant' | 'cosine_decay' | 'cosine_ramp'; solver.noise: 'const' |
+  #     'random' (fresh every step) | 'zero'; solver.output ([-1, 1] -> [0, 1]): 'clip' | 'minmax';
   #     solver.identity_variant (ArcFace preprocessing): 'standard' | 'official'
   #   expression.output_shift: save G(w + γ_e Δw_e) (authors' script)
   c.objective = objective
