@@ -179,15 +179,21 @@ class Engine:
   @contextlib.contextmanager
   def session(self, output: str | None = None) -> Iterator["Session"]:
     """The output folder (``config.output``) locked for everything inside the block; the
-    manifest is completed and written when the block ends (also when it raises)."""
+    manifest is completed and written when the block ends. When the block raises, the manifest
+    as it stands is written if it can be (what finished stays recorded) and the error goes on."""
     name = "manifest.json" if self.n_hosts == 1 else f"manifest-host{self.host}.json"
     folder = outputs.RunFolder(output or self.config.output, name)
     with folder.lock():
       session = Session(self, folder)
       try:
         yield session
-      finally:
-        session.close()
+      except BaseException:
+        try:
+          folder.write_manifest(session.manifest)
+        except Exception:  # pylint: disable=broad-except  (the first error is the one to see)
+          pass
+        raise
+      session.close()
 
 
 class Session:

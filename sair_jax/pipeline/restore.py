@@ -100,7 +100,7 @@ def restore_tfds(config, engine: Engine | None = None) -> dict:
     outputs.log(f"tfds: {src.name}:{src.split} ({len(src.examples)} example(s), image feature "
                 f"'{src.image_key}') -> {root}")
     names = tfds_source.write_dataset(src, root, skip_existing=True, **options)
-    examples = tfds_source.example_names(src)
+    examples = list(enumerate(names))  # the dataset's order: example i is names[i]
     lq = {name: functools.partial(tfds_source.example_lq, src, i, name, **options)
           for i, name in examples}
     gt = {name: functools.partial(tfds_source.example_gt, src, i, name, resolution=resolution)

@@ -200,7 +200,7 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
     skip_existing: keep an example whose three files are all there (a resumed run; the files
       are written atomically, the record last).
   Returns:
-    The names, in order (written or kept).
+    The names, in order (written or kept): example ``i`` is ``names[i]``.
   Raises:
     TfdsError: one line naming the example (bad image, or a size the preset cannot degrade).
   """
@@ -222,11 +222,6 @@ def write_dataset(source: TfdsSource, dst: str, *, resolution: int, preset: str 
     if progress is not None:
       progress(len(names), name)
   return names
-
-
-def example_names(source: TfdsSource, limit: int | None = None) -> list[tuple[int, str]]:
-  """``(index, name)`` of the examples in dataset order, named as :func:`iter_faces` does."""
-  return [(i, name) for i, name, _ in _named_examples(source, limit)]
 
 
 def example_gt(source: TfdsSource, index: int, name: str, *, resolution: int) -> np.ndarray:
