@@ -88,6 +88,8 @@ CANDIDATES = {
     "fast_ramp0.2": dict(FAST, lr=0.2, schedule="cosine_ramp"),
     "fast_ramp0.05": dict(FAST, lr=0.05, schedule="cosine_ramp"),
     "fast_ramp0.08": dict(FAST, lr=0.08, schedule="cosine_ramp"),
+    "fast_avg_start": dict(FAST, start="truncated", start_psi=0.0),
+    "fast_psi0.5": dict(FAST, start="truncated", start_psi=0.5),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 

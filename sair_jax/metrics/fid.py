@@ -32,7 +32,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from sair_jax.io import checkpoint
+from sair_jax.io import checkpoint, files
 from sair_jax.nets import inception, layers
 from sair_jax.nets.loaded import LoadedNetwork
 
@@ -154,8 +154,10 @@ def fid_from_features(features1, features2) -> float:
 
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> None:
-  """Writes ``mu``/``sigma`` as an .npz (the layout pytorch-fid's precomputed files use)."""
-  np.savez(path, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
+  """Writes ``mu``/``sigma`` as an .npz at ``path`` exactly (the layout pytorch-fid's
+  precomputed files use), atomically (:func:`sair_jax.io.files.write_npz`)."""
+  files.write_npz(path, {"mu": np.asarray(mu, np.float64),
+                         "sigma": np.asarray(sigma, np.float64)})
 
 
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
