@@ -2,8 +2,8 @@
 known answer.
 
 No checkpoints are read: a random 64 px StyleGAN2 and a random small ArcFace are built in
-memory. From that generator G a problem whose answer is known is written under
-``<output>/smoke_inputs`` (sair_jax/pipeline/known_answer.py): ground truth G(w*), LQ = its
+memory. From that generator G a problem whose answer is known is built in memory and handed to
+the engine (sair_jax/pipeline/known_answer.py): ground truth G(w*), LQ = its
 bicubic ×8 downsampling (8×8), references given as W+ codes that share only w*'s coarse rows.
 It is restored and the PSNR of the result, of bicubic upsampling and of the reference against
 the ground truth is printed and recorded in the manifest (``known_answer``); a working
@@ -22,7 +22,7 @@ def get_config():
   c.preset = "smoke"
   c.untrained = True
   c.output = "outputs/smoke"
-  c.data.lq = ""  # the known-answer problem, written under <output>/smoke_inputs
+  c.data.lq = ""  # '': the known-answer problem (built in memory); a folder: that test set
   c.data.references = ""
   c.data.lq_size = 8
   c.solver.steps = 60
