@@ -1,6 +1,10 @@
-"""Finding a run's inputs: LQ faces, their references, ground truth and requested expressions.
+"""The engine's records and how a test set makes them: LQ faces, their references, ground truth
+and requested expressions.
 
-Nothing here touches pixels; it pairs files into frozen :class:`Item` records. Every problem
+An :class:`Item` holds each input as a file or as pixels in memory (:func:`load_pixels` reads
+either when the engine prepares its batch). :func:`discover` pairs the files of a test-set
+folder into items without touching pixels; :func:`pair` does the same for LQ faces a flow
+made itself (a dataset's examples). Every problem
 with one image becomes a :class:`Failure` for that image (reported in the manifest) while the
 rest of the set goes on; a problem with the run as a whole (no LQ folder, a broken CSV, an
 unknown mode) is a :class:`~sair_jax.errors.ConfigError`.
