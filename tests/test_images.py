@@ -2,6 +2,8 @@
 alpha, and one-line errors, on small files made here and on ../shared/field_cases copies."""
 
 import io
+import os
+import stat
 import struct
 import sys
 
@@ -219,3 +221,18 @@ def test_damaged_images_are_one_line(tmp_path):
                      (tmp_path / "absent.png", "no such file"), (tmp_path, "is a directory")):
     with pytest.raises(images.ImageIOError, match="^" + str(path) + ": " + says):
       images.read_image(path)
+
+
+def test_written_files_get_the_permissions_open_would_give(tmp_path):
+  """Atomic writes go through a private temporary (mode 0600); the file in place gets what
+  ``open()`` gives under the process's umask, so other users can read a run's results."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  plain = tmp_path / "plain.bin"
+  plain.write_bytes(b"x")
+  files.atomic_write(tmp_path / "atomic.bin", b"x")
+  images.write_image(tmp_path / "face.png", np.zeros((4, 4, 3)))
+  want = stat.S_IMODE(os.stat(plain).st_mode)
+  assert want == 0o666 & ~mask
+  for name in ("atomic.bin", "face.png"):
+    assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == want, name

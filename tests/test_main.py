@@ -143,6 +143,18 @@ def smoke_data(tmp_path_factory):
   return known.smoke_inputs(tmp_path_factory.mktemp("smoke_data"))
 
 
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+  """An output folder called ``smoke`` in the working directory is not a config file; a file
+  of a preset's name is (the user's own config)."""
+  from sair_jax.configs import FOLDER, preset_path
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "smoke").mkdir()
+  assert preset_path("smoke") == os.path.join(FOLDER, "smoke.py")
+  assert preset_path("smoke:x") == os.path.join(FOLDER, "smoke.py") + ":x"
+  (tmp_path / "x32.py").write_text("")
+  assert preset_path("x32.py") == "x32.py"
+
+
 def test_presets_run_from_any_folder_and_as_sair_jax(tmp_path):
   """Every run of this module starts outside the checkout (``main``: ``ELSEWHERE``) with the
   documented ``--config=configs/NAME.py``. The ``sair-jax`` script is the same command: the x32

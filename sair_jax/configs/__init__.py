@@ -16,13 +16,14 @@ FOLDER = os.path.dirname(os.path.abspath(__file__))
 def preset_path(value: str) -> str:
   """The config file ``--config=value`` means.
 
-  ``value`` is ``PATH[:VARIANT]``. An existing PATH is kept; otherwise a PATH whose file name is
+  ``value`` is ``PATH[:VARIANT]``. An existing file PATH is kept (a folder of that name, such as
+  an output folder called ``smoke``, is not a config); otherwise a PATH whose file name is
   a preset's (``configs/x32.py``, ``x32.py``, ``x32``) becomes that preset's packaged file,
   with the variant kept (``configs/wild.py:smoke``). Anything else is returned unchanged (the
   loader reports the missing file).
   """
   path, sep, variant = value.partition(":")
-  if os.path.exists(path):
+  if os.path.isfile(path):
     return value
   name = os.path.basename(path)
   name = name[:-3] if name.endswith(".py") else name

@@ -34,8 +34,18 @@ class UnreadableFileError(UserError):
   """A file the project wrote earlier (JSON, .npy) is missing, truncated or damaged."""
 
 
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+_MODE = 0o666 & ~_umask()  # what open() would give a new file: the process's umask applied
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary sibling and ``os.replace``."""
+  """Writes ``data`` to ``path`` through a temporary sibling and ``os.replace``; the file gets
+  the permissions ``open()`` would give it (the temporary's private 0600 is not kept)."""
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   tmp = None
@@ -43,6 +53,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=TEMP_SUFFIX)
     with os.fdopen(fd, "wb") as f:
+      os.fchmod(f.fileno(), _MODE)
       f.write(data)
     os.replace(tmp, path)
   except OSError as e:
