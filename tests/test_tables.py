@@ -58,8 +58,22 @@ def test_pairs_errors_name_the_physical_line(tmp_path):
     inputs.discover(_config(tmp_path, pairs=str(tmp_path / "pairs.csv")))
 
 
+@pytest.mark.parametrize("row, message", [
+    ("Doe, Jane.png,refs/jane.npy", r"line 2: unknown expression 'refs/jane.npy'.*quotes"),
+    ("Doe, Jane.png,refs/Doe, Jane.npy,happy", r"line 2 has 5 fields.*double quotes")])
+def test_an_unquoted_comma_is_reported_as_one(tmp_path, row, message):
+  """A name with a comma written without quotes splits into extra fields: the line says to
+  quote it (not only that a path is an unknown expression)."""
+  (tmp_path / "lq").mkdir()
+  (tmp_path / "lq" / "Doe, Jane.png").write_bytes(b"x")
+  (tmp_path / "pairs.csv").write_text(f"lq,reference,expression\n{row}\n")
+  with pytest.raises(ConfigError, match=message):
+    inputs.discover(_config(tmp_path, pairs=str(tmp_path / "pairs.csv")))
+
+
 def test_a_name_with_a_comma_pairs_through_the_photo_flow(tmp_path):
-  """The photo flow writes its pairs quoted; the run reads them back whole."""
+  """A quoted name with a comma pairs a photo with its reference, and a test set's LQ with
+  its reference."""
   (tmp_path / "refs").mkdir()
   (tmp_path / "refs" / "Doe, Jane.npy").write_bytes(b"x")
   photo = wild.Photo("Doe, Jane", str(tmp_path / "Doe, Jane.png"), (10, 10), (None,), ())

@@ -286,3 +286,17 @@ def test_photos_need_references_and_a_folder(tmp_path):
   c.data.references = str(tmp_path)
   with pytest.raises(UserError, match="nope: no such folder"):
     restore.restore(c)
+  assert not (tmp_path / "out").exists()  # stopped before the output folder was made
+
+
+def test_faces_without_a_reference_are_failures(photos, tmp_path):
+  """A face found but not restorable is in the manifest's failures (they cover every face),
+  so the command ends with status 2 when nothing was restored."""
+  (tmp_path / "refs").mkdir()
+  np.save(tmp_path / "refs" / "unrelated.npy", np.zeros((SMOKE_G.n_latent, SMOKE_G.w_dim)))
+  (tmp_path / "photos").mkdir()
+  shutil.copy(photos / "photos" / "small.png", tmp_path / "photos")
+  manifest = restore.restore(_config(tmp_path / "photos", tmp_path / "refs", tmp_path / "out"))
+  assert manifest["finished"] == [] and list(manifest["failures"]) == ["small_face0"]
+  assert manifest["failures"]["small_face0"].startswith(
+      f"{tmp_path / 'photos' / 'small.png'}: no reference for face 0")

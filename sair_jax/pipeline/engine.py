@@ -247,6 +247,16 @@ class Session:
     mine = set(names[host::n_hosts])
     return ([it for it in items if it.name in mine], [f for f in failures if f.name in mine])
 
+  def fail(self, failures: Sequence[inputs.Failure]) -> None:
+    """Records images a flow could not make a record of (one line each, logged); an image
+    finished by an earlier run stays finished."""
+    _, failures = self._mine([], failures)
+    for f in failures:
+      if not self.folder.done(f.name):
+        self.manifest["failures"][f.name] = f.reason
+        log(f"skipping {f.name}: {f.reason}")
+    self.folder.write_manifest(self.manifest)
+
   def close(self) -> dict:
     """Report summary and totals; writes the manifest and returns it."""
     m = self.manifest
@@ -265,12 +275,10 @@ class Session:
     finished before (a resumed run) are skipped; a batch that runs out of device memory is
     retried at half the size (nothing finished is lost).
     """
-    items, failures = self._mine(items, failures)
+    items, _ = self._mine(items, [])
+    self.fail(failures)
     ctx = self.context(lq_size, pool)
     manifest, folder = self.manifest, self.folder
-    for f in failures:
-      manifest["failures"][f.name] = f.reason
-      log(f"skipping {f.name}: {f.reason}")
     pending = [it for it in items if not folder.done(it.name)]
     for it in items:
       if folder.done(it.name) and it.name not in manifest["finished"]:

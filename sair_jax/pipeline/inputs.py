@@ -149,6 +149,7 @@ def _candidate_stems(name: str) -> list[str]:
 
 
 HEADER_WORDS = ("lq", "name", "image", "file", "photo")  # a first CSV cell that marks a header
+QUOTE_HINT = 'a name with a comma must be in double quotes: "Doe, Jane.png"'
 
 
 def expression_from_tag(name: str) -> str | None:
@@ -168,7 +169,9 @@ def expression_name(value: str, where: str) -> str | None:
   try:
     return canonical_name(value)
   except (KeyError, ValueError):
-    raise ConfigError(f"{where}: unknown expression '{value}' (known: {', '.join(EXPRESSIONS)})")
+    hint = f"; {QUOTE_HINT}" if any(c in value for c in "./\\") else ""
+    raise ConfigError(f"{where}: unknown expression '{value}' (known: {', '.join(EXPRESSIONS)}"
+                      f"{hint})")
 
 
 def discover(config) -> tuple[list[Item], list[Failure]]:
@@ -211,6 +214,10 @@ def pair(config, lq: dict[str, Pixels], *, source: str, gt: dict[str, Pixels] | 
       where = f"{data.pairs}: line {row.line}"
       if len(row.cells) < 2 or not row.cells[1]:
         raise ConfigError(f"{where} needs 'lq,reference[,expression]'")
+      if len(row.cells) > 3:
+        raise ConfigError(f"{where} has {len(row.cells)} fields, expected "
+                          f"'lq,reference[,expression]' ({QUOTE_HINT})")
+      expression = expression_name(row.cells[2], where) if len(row.cells) > 2 else None
       name = stem(row.cells[0])
       if name not in lq:
         failures.append(Failure(name, f"{where} names '{row.cells[0]}', which is not in "
@@ -221,7 +228,7 @@ def pair(config, lq: dict[str, Pixels], *, source: str, gt: dict[str, Pixels] | 
         ref = os.path.join(data.references, row.cells[1])
       reference[name] = ref
       if len(row.cells) > 2:
-        csv_expression[name] = expression_name(row.cells[2], where)
+        csv_expression[name] = expression
   elif data.references and not data.reference_pool:
     refs = listing_of(data.references, IMAGE_EXTENSIONS + LATENT_EXTENSIONS,
                       "config.data.references")

@@ -154,6 +154,11 @@ def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
     photo, reference, expression = row.cell(0), row.cell(1), row.cell(2)
     if not reference:
       raise UserError(f"{path}: line {row.line} needs 'photo,reference[,expression]'")
+    if len(row.cells) > 3:
+      raise UserError(f"{path}: line {row.line} has {len(row.cells)} fields, expected "
+                      f"'photo,reference[,expression]' ({inputs.QUOTE_HINT})")
+    if expression:
+      inputs.expression_name(expression, f"{path}: line {row.line}")  # one line, now
     key = inputs.stem(photo)
     targets = faces[key] if key in faces else ([key] if key in owner else None)
     if targets is None:
@@ -347,6 +352,7 @@ class Plan:
   groups: list[Group]
   pool: inputs.Pool | None  # the aligned pool (pool mode)
   problems: list[str]  # every photo's and reference's lines
+  failures: list[inputs.Failure]  # the faces found but not restored, and why
 
 
 def prepare(config, *, resolution: int, detector, root: str | None = None) -> Plan:
@@ -392,7 +398,29 @@ def prepare(config, *, resolution: int, detector, root: str | None = None) -> Pl
       or config.expression.file else {}
   expressions = {**{n: e for n, e in requested.items() if e}, **expressions}
   groups = group_faces(photos, references, expressions, root)
-  return Plan(photos, pairing, groups, pool, problems)
+  return Plan(photos, pairing, groups, pool, problems,
+              _unrestorable(photos, pairing, references, bad, config))
+
+
+def _unrestorable(photos: list[Photo], pairing: Pairing, references: dict | None,
+                  bad: dict[str, str], config) -> list[inputs.Failure]:
+  """A failure for every face found that has no usable reference (the manifest's
+  ``failures`` cover every face)."""
+  out = []
+  for p in photos:
+    for k, name in enumerate(p.face_names()):
+      if references is None or name in references:
+        continue
+      ref = pairing.references.get(name)
+      if pairing.pool:
+        reason = f"{pairing.pool}: no usable reference in the pool"
+      elif ref is None:
+        where = config.data.pairs or os.path.join(config.data.references, p.name + ".*")
+        reason = f"{p.path}: no reference for face {k} ({where})"
+      else:
+        reason = bad.get(ref, f"{ref}: reference of {name} is unusable")
+      out.append(inputs.Failure(name, reason))
+  return out
 
 
 def _record(plan: Plan, pasted: dict, settings: dict) -> dict:
@@ -424,6 +452,8 @@ def restore_photos(config, engine=None) -> dict:
   """
   from sair_jax.pipeline.engine import Engine
   check_settings(config)
+  if not os.path.isdir(config.data.photos):  # before the output folder is made
+    raise UserError(f"{config.data.photos}: no such folder (config.data.photos)")
   networks.check_checkpoints(config)
   engine = engine or Engine(config)
   resolution = engine.nets.g.resolution
@@ -434,10 +464,11 @@ def restore_photos(config, engine=None) -> dict:
     for line in plan.problems:
       outputs.log(line)
     n_faces = sum(len(p.faces) for p in plan.photos)
+    sizes = ", ".join(f"{len(g.items)} at {g.lq_size} px" for g in plan.groups)
     outputs.log(f"{len(plan.photos)} photo(s), {n_faces} face(s) found, "
-                f"{sum(len(g.items) for g in plan.groups)} to restore in {len(plan.groups)} "
-                "LQ size(s): " + ", ".join(f"{len(g.items)} at {g.lq_size} px"
-                                           for g in plan.groups))
+                f"{sum(len(g.items) for g in plan.groups)} to restore"
+                + (f" in {len(plan.groups)} LQ size(s): {sizes}" if plan.groups else ""))
+    session.fail(plan.failures)
     for g in plan.groups:
       outputs.log(f"restoring the {len(g.items)} face(s) of LQ size {g.lq_size}")
       session.restore(g.items, lq_size=g.lq_size, pool=plan.pool)
