@@ -86,3 +86,23 @@ def test_embed_pool_refuses_unaligned_photos(tmp_path):
   write_image(tmp_path / "wide.png", np.zeros((30, 50, 3), np.float32))
   with pytest.raises(ImageIOError, match="wide.png.*square FFHQ-aligned"):
     reference_pool.embed_pool([str(tmp_path / "wide.png")], colour_embed)
+
+
+def test_embed_pool_can_leave_out_unreadable_photos(tmp_path):
+  """In a run (skip_unreadable) a junk file or a wide photo in the pool is one line and a NaN
+  row, not the end of the run; pixels held in memory are embedded and cached by their values."""
+  write_image(tmp_path / "wide.png", np.zeros((30, 50, 3), np.float32))
+  (tmp_path / "junk.jpg").write_bytes(b"not an image")
+  faces = [np.broadcast_to(COLOURS[0], (32, 32, 3)).copy(), str(tmp_path / "junk.jpg"),
+           str(tmp_path / "wide.png"), np.broadcast_to(COLOURS[1], (32, 32, 3)).copy()]
+  lines, cache = [], str(tmp_path / "cache.npz")
+  emb = reference_pool.embed_pool(faces, colour_embed, cache=cache, size=32, log=lines.append,
+                                  skip_unreadable=True)
+  assert np.isnan(emb[1:3]).all() and np.isfinite(emb[[0, 3]]).all()
+  np.testing.assert_allclose(emb[[0, 3]], COLOURS[:2] - 0.5, atol=1e-4)  # a float32 mean
+  left_out = [line for line in lines if "left out of the reference pool" in line]
+  assert len(left_out) == 2 and "junk.jpg" in left_out[0] and "wide.png" in left_out[1]
+  calls = []
+  again = reference_pool.embed_pool(faces[::3], lambda f: calls.append(1) or colour_embed(f),
+                                    cache=cache, size=32)
+  assert not calls and np.array_equal(again, emb[[0, 3]])  # both from the cache

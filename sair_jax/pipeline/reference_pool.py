@@ -89,7 +89,8 @@ def _cache_key(face: str | np.ndarray) -> str:
 
 def embed_pool(paths: Sequence[str | np.ndarray], embed_fn: EmbedFn, *,
                cache: str | None = None, model_id: str = "", size: int = 256, batch: int = 8,
-               log: Callable[[str], None] | None = None) -> np.ndarray:
+               log: Callable[[str], None] | None = None,
+               skip_unreadable: bool = False) -> np.ndarray:
   """Embeddings [P, D] of the pool photos ``paths`` (FFHQ-aligned faces, any resolution): files,
   or pixels [S, S, 3] in [0, 1] (cached by a digest of their values).
 
@@ -97,6 +98,8 @@ def embed_pool(paths: Sequence[str | np.ndarray], embed_fn: EmbedFn, *,
   ``cache`` (an .npz path) embeddings are reused for files whose path, size and modification
   time are unchanged, provided ``model_id`` (name the embedding network and its preprocessing)
   and ``size`` match; the cache is rewritten atomically when anything new was embedded.
+  ``skip_unreadable``: a photo that cannot be read (or is not a square face) is one ``log``
+  line and gets a row of NaN (not cached) instead of stopping everything.
   """
   if not paths:
     raise ValueError("the reference pool is empty")
@@ -110,18 +113,30 @@ def embed_pool(paths: Sequence[str | np.ndarray], embed_fn: EmbedFn, *,
           cached = dict(zip((str(s) for s in z["keys"]), z["embeddings"]))
     except (OSError, ValueError, KeyError) as e:
       log(f"{cache}: unreadable embedding cache, rebuilding ({e})")
-  todo = [i for i, key in enumerate(keys) if key not in cached]
+  todo, faces = [], []
+  for i, key in enumerate(keys):
+    if key in cached:
+      continue
+    try:
+      faces.append(_load_face(paths[i], size))  # [size, size, 3]
+      todo.append(i)
+    except images.ImageIOError as e:
+      if not skip_unreadable:
+        raise
+      log(f"{e} (left out of the reference pool)")
   if todo:
-    faces = np.stack([_load_face(paths[i], size) for i in todo])  # [n, size, size, 3]
-    for i, e in zip(todo, _batched(embed_fn, faces, batch)):
+    for i, e in zip(todo, _batched(embed_fn, np.stack(faces), batch)):
       cached[keys[i]] = e
     log(f"embedded {len(todo)} pool photos ({len(paths) - len(todo)} from the cache)")
     if cache:
+      good = [key for key in keys if key in cached]
       buf = io.BytesIO()
-      np.savez(buf, keys=np.asarray(keys), embeddings=np.stack([cached[key] for key in keys]),
+      np.savez(buf, keys=np.asarray(good), embeddings=np.stack([cached[key] for key in good]),
                model_id=np.asarray(model_id), size=np.asarray(size))
       files.atomic_write(cache, buf.getvalue())
-  return np.stack([cached[key] for key in keys]).astype(np.float32)
+  width = len(next(iter(cached.values()))) if cached else 1
+  missing = np.full((width,), np.nan, np.float32)
+  return np.stack([cached.get(key, missing) for key in keys]).astype(np.float32)
 
 
 def _load_face(path: str | np.ndarray, size: int) -> np.ndarray:

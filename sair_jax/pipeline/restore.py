@@ -51,7 +51,11 @@ def restore(config, engine: Engine | None = None) -> dict:
   """
   flows = {"photos": wild.restore_photos, "tfds": restore_tfds,
            "known_answer": restore_known_answer, "test_set": restore_test_set}
-  return flows[source(config)](config, engine)
+  kind = source(config)
+  if kind in ("photos", "tfds") and config.data.lq:
+    outputs.log(f"note: config.data.lq ({config.data.lq}) is not used: config.data.{kind} "
+                "is what this command restores")
+  return flows[kind](config, engine)
 
 
 def _pool(config) -> inputs.Pool | None:

@@ -154,8 +154,15 @@ class Context:
       model_id = f"{self.config.checkpoints.arcface}|{self.spec.identity_variant}"
       emb = reference_pool.embed_pool(
           list(self.pool_source.faces), self.embed_faces, model_id=model_id, log=log,
-          size=self.nets.g.resolution, cache=os.path.join(self.folder.root, "cache", "pool.npz"))
-      self._pool = (self.pool_source, emb)
+          size=self.nets.g.resolution, cache=os.path.join(self.folder.root, "cache", "pool.npz"),
+          skip_unreadable=True)
+      keep = np.isfinite(emb).all(axis=1)
+      if not keep.any():
+        folder = os.path.dirname(self.pool_source.names[0]) or "."
+        raise ConfigError(f"{folder}: no usable photo in the reference pool")
+      pool = inputs.Pool(*(tuple(v for v, k in zip(values, keep) if k)
+                           for values in (self.pool_source.names, self.pool_source.faces)))
+      self._pool = (pool, emb[keep])
     return self._pool
 
 
