@@ -73,3 +73,7 @@ def test_an_early_image_is_written_its_slot_refilled_and_a_rerun_resumes(config,
   assert sorted(again["finished"]) == names
   assert again["steps"]["face0"] == CHUNK and again["steps"]["face3"] == STEPS
   assert [b["images"] for b in again["timings"]["batches"]] == [1]
+  # the first run's record is kept: how the other four images were made
+  (first,) = again["history"]
+  assert first["timings"]["batches"] == manifest["timings"]["batches"]
+  assert first["started"] == manifest["started"] and first["lq_sizes"] == manifest["lq_sizes"]

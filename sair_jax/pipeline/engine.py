@@ -19,7 +19,8 @@
 
 Only the session writes the manifest: ``finished``, ``failures``, ``steps``, ``pool_choices``,
 ``timings`` (every solver stream, with its LQ size), ``lq_sizes`` (per LQ size: images, batch,
-``batch_plan`` when planned, ``oom_retries``, timings) and the flows' sections. Multi-host
+``batch_plan`` when planned, ``oom_retries``, progress, timings), ``history`` (earlier runs
+into the folder: started, updated, timings, lq_sizes) and the flows' sections. Multi-host
 (``config.distributed``): every process takes every n-th image and writes
 ``manifest-host<i>.json``.
 """
@@ -206,6 +207,9 @@ class Session:
     if removed:
       log(f"removed {removed} partial file(s) an interrupted run left in {folder.root}")
     previous = folder.read_manifest()
+    history = list(previous.get("history", []))
+    if previous.get("started"):  # what produced the images a rerun keeps
+      history.append({k: previous.get(k) for k in ("started", "updated", "timings", "lq_sizes")})
     self.manifest = {
         "preset": self.config.preset, "config": self.config.to_dict(),
         "checkpoints": self.nets.sources, "untrained_networks": self.nets.untrained,
@@ -214,6 +218,7 @@ class Session:
         "finished": [n for n in previous.get("finished", []) if folder.done(n)],
         "failures": {}, "pool_choices": {}, "timings": {"batches": []}, "lq_sizes": {},
         "steps": {n: s for n, s in previous.get("steps", {}).items() if folder.done(n)},
+        "history": history,
     }
     self._contexts: dict[tuple, stages.Context] = {}  # (LQ size, pool) -> context (solvers)
 
@@ -321,7 +326,7 @@ class _Loop:
   def report_progress(self, done: float, line: str = "") -> None:
     p = progress.progress(done, self.total, time.perf_counter() - self.t_work,
                           self.compiling.seconds())
-    self.manifest["progress"] = p.record
+    self.manifest["progress"] = self.per_size["progress"] = p.record
     log(f"{line}  [{p.line}]" if line else p.line)
 
   def groups(self, size: int, retry: list[stages.Row]):
