@@ -8,7 +8,8 @@ TFDS dataset or the smoke preset's known-answer problem, each a flow that hands 
 records to :mod:`sair_jax.pipeline.engine`); this file parses flags and turns the
 errors a user can fix (:class:`sair_jax.errors.UserError`: a missing checkpoint, a bad folder, a
 bad config) into one line and exit status 1. Any other exception is a bug and keeps its
-traceback. Exit status 2: the run finished but some images failed (listed in the manifest).
+traceback. Exit status 2: the run finished but no image was restored and some failed (listed in
+the manifest); a run that restored some and failed others exits 0 (see `failures`).
 """
 
 import sys

@@ -29,15 +29,17 @@ def test_records_in_memory_are_restored_and_their_inversions_found_again(engine,
                 reference_origin=f"ref photo {i}.jpg") for i in range(2)]
   items.append(Item("bad", np.zeros((5, 5, 3), np.float32), p.ref[0],
                     origin="clip.mp4, frame 7"))
+  items.append(Item("again0", p.lq[0], p.ref[0].copy(), origin="clip.mp4, frame 0 again",
+                    reference_origin="ref photo 0.jpg"))  # frame0's reference, another copy
   out = tmp_path / "out"
   with engine.session(str(out)) as session:
     manifest = session.restore(items)
-  assert sorted(manifest["finished"]) == ["frame0", "frame1"]
+  assert sorted(manifest["finished"]) == ["again0", "frame0", "frame1"]
   # an unusable record's line names what it was made from
   assert manifest["failures"] == {
       "bad": "clip.mp4, frame 7: LQ is 5x5, expected 8x8 (config.data.lq_size)"}
   first = capsys.readouterr().err
-  assert "projecting 2 reference(s)" in first
+  assert "projecting 2 reference(s)" in first  # two distinct references for three images
   caches = sorted(f.name for f in (out / "cache").glob("ref-*.npy"))
   assert len(caches) == 2 and caches[0].startswith("ref-ref photo 0-")
   with Image.open(out / "strips" / "frame0.png") as strip:
@@ -50,5 +52,5 @@ def test_records_in_memory_are_restored_and_their_inversions_found_again(engine,
     again = session.restore(items[:2])
   log = capsys.readouterr().err
   assert "1 already restored, 1 to do" in log and "projecting" not in log
-  assert sorted(again["finished"]) == ["frame0", "frame1"] and not again["failures"]
+  assert sorted(again["finished"]) == ["again0", "frame0", "frame1"] and not again["failures"]
   assert again["lq_sizes"]["8"]["images"] == 2

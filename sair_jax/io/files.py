@@ -52,8 +52,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
   try:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=TEMP_SUFFIX)
+    os.fchmod(fd, _MODE)
     with os.fdopen(fd, "wb") as f:
-      os.fchmod(f.fileno(), _MODE)
       f.write(data)
     os.replace(tmp, path)
   except OSError as e:

@@ -142,12 +142,15 @@ class References:
           to_invert.append((item, img, cache))
       except InputError as e:
         failures.append(inputs.Failure(item.name, str(e)))
-    if to_invert:
-      images = np.stack([img for _, img, _ in to_invert])
-      ws = self._invert(images, method)
-      for (item, img, cache), w in zip(to_invert, ws):
+    if to_invert:  # each reference once, however many images share it (one cache entry)
+      users: dict[str, tuple[np.ndarray, list[inputs.Item]]] = {}
+      for item, img, cache in to_invert:
+        users.setdefault(cache, (img, []))[1].append(item)
+      ws = self._invert(np.stack([img for img, _ in users.values()]), method)
+      for (cache, (img, items_of)), w in zip(users.items(), ws):
         files.write_npy(cache, w)
-        out[item.name] = Reference(w, img, method)
+        for item in items_of:
+          out[item.name] = Reference(w, img, method)
     return out, failures
 
   def _render(self, w):
