@@ -13,6 +13,7 @@ unknown mode) is a :class:`~sair_jax.errors.ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Callable, Union
 
@@ -75,6 +76,13 @@ def load_pixels(value: Pixels) -> np.ndarray:
   if x.dtype == np.uint8:
     return x.astype(np.float32) / 255.0
   return x.astype(np.float32)
+
+
+def pixel_key(x: np.ndarray) -> str:
+  """A cache key for pixels held in memory: their shape, dtype and a digest of their values
+  (the same pixels give the same key in every run)."""
+  x = np.ascontiguousarray(x)
+  return f"pixels|{x.shape}|{x.dtype}|{hashlib.sha1(x.tobytes()).hexdigest()}"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

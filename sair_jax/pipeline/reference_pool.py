@@ -12,7 +12,6 @@ Embedding functions take faces [B, S, S, 3] RGB in [0, 1] (FFHQ-aligned, any S) 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from typing import Callable, NamedTuple, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 
 from sair_jax.core import losses
 from sair_jax.io import files, images
+from sair_jax.pipeline import inputs
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]  # [B, S, S, 3] in [0, 1] -> [B, D]
 
@@ -79,8 +79,7 @@ def select_references(lq_images, pool_embeddings, embed_fn: EmbedFn, *, size: in
 def _cache_key(face: str | np.ndarray) -> str:
   """A file: its path, size and modification time; pixels: a digest of their values."""
   if isinstance(face, np.ndarray):
-    x = np.ascontiguousarray(face)
-    return f"pixels|{x.shape}|{x.dtype}|{hashlib.sha1(x.tobytes()).hexdigest()}"
+    return inputs.pixel_key(face)
   if not os.path.exists(face):
     return os.path.abspath(face)
   st = os.stat(face)

@@ -90,7 +90,7 @@ class References:
       key = f"{os.path.abspath(path)}|{st.st_mtime_ns}|{st.st_size}"
     else:
       path = item.reference_origin or item.name
-      key = "pixels|" + hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
+      key = inputs.pixel_key(img)
     digest = hashlib.sha1(f"{key}|{method}|{self.res}".encode()).hexdigest()[:12]
     return os.path.join(self.folder.root, "cache", f"ref-{inputs.stem(path)}-{digest}.npy")
 

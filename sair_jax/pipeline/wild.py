@@ -278,8 +278,7 @@ def group_faces(photos: list[Photo], references: dict | None, expressions: dict,
     if not chosen:
       continue
     photo = images.read_image(p.path)
-    for k, ((name, face), crop) in enumerate(zip(chosen, detect.align_faces(
-        photo, [f for _, f in chosen]))):
+    for (name, face), crop in zip(chosen, detect.align_faces(photo, [f for _, f in chosen])):
       crop = images.to_uint8(crop)  # the face as its PNG holds it
       ref, ref_origin = (None, "") if references is None else references[name]
       by_size.setdefault(face.lq_size, []).append(inputs.Item(
