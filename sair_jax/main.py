@@ -3,9 +3,9 @@
     python -m sair_jax.main --config=configs/x32.py [--config.data.lq=DIR ...]
     sair-jax --config=configs/x32.py [...]          (the same command, installed as a script)
 
-Everything happens in :func:`sair_jax.pipeline.restore.restore` (a test set, ordinary photos, a
-TFDS dataset or the smoke preset's known-answer problem, each a flow that hands its
-records to :mod:`sair_jax.pipeline.engine`); this file parses flags and turns the
+Everything happens in :func:`sair_jax.pipeline.restore.restore` (a test set, ordinary photos,
+video clips, a TFDS dataset or a smoke preset's known-answer problem or clip, each a flow that
+hands its records to :mod:`sair_jax.pipeline.engine`); this file parses flags and turns the
 errors a user can fix (:class:`sair_jax.errors.UserError`: a missing checkpoint, a bad folder, a
 bad config) into one line and exit status 1. Any other exception is a bug and keeps its
 traceback. Exit status 2: the run finished but no image was restored and some failed (listed in
@@ -22,7 +22,8 @@ from sair_jax.errors import ConfigError, UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "an ml_collections config file, or a "
                                           "preset: configs/x32.py (or x32), x8, official, "
-                                          "smoke, wild (found in the package from any folder)",
+                                          "smoke, wild, video (found in the package from any "
+                                          "folder)",
                                           lock_config=False)
 USAGE = "usage: python -m sair_jax.main --config=configs/x32.py [--config.FIELD=VALUE ...]"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-PRESETS = ("x32", "x8", "official", "smoke", "wild")
+PRESETS = ("x32", "x8", "official", "smoke", "wild", "video")
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -91,6 +91,19 @@ def apply_recipe(c: ml_collections.ConfigDict, keep=()) -> ml_collections.Config
   return c
 
 
+def with_steps(c: ml_collections.ConfigDict, steps: int) -> ml_collections.ConfigDict:
+  """A copy of ``c`` whose images take ``steps`` steps, the histogram phases moved with them
+  (their place in the run is kept, as a recipe keeps it). ``c`` itself is left as it is."""
+  out = ml_collections.ConfigDict(c.to_dict())
+  old, steps = int(c.solver.steps), int(steps)
+  out.solver.steps = steps
+  if steps != old:
+    for field in ("histogram_start", "mask_every"):
+      value = int(c.loss[field])
+      out.loss[field] = max(1, int(round(value * steps / old))) if value else 0
+  return out
+
+
 def apply_objective(c: ml_collections.ConfigDict, keep=()) -> ml_collections.ConfigDict:
   """Writes the settings of the objective ``c.objective`` into ``c`` (in place; returned).
 
@@ -130,6 +143,7 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   c.data.tfds_dir = ""  # where it is prepared ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)
   c.data.tfds_image_key = ""  # its image feature ('': the only one, or 'image')
   c.data.tfds_preset = "x32"  # how its LQ is made: 'x32' | 'x8' (as python -m sair_jax.degrade)
+  c.data.video = ""  # a clip, or a folder of clips: every face restored through time (video.py)
 
   # Ordinary photos (data.photos): which faces, and how they go back into the photo.
   c.wild = ml_collections.ConfigDict()
@@ -138,6 +152,21 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   c.wild.upscale = 1  # restored photos at this integer multiple of the original size (bicubic)
   c.wild.paste_region = "square"  # blended part of each face: 'square' | 'head' | 'face'
   c.wild.feather = 0.1  # soft edge of that region, a fraction of the aligned face's side
+
+  # Video (data.video; configs/video.py, sair_jax/pipeline/video.py). Faces are found and
+  # pasted back as photos' are (the wild fields above); loss.temporal weighs the temporal term.
+  c.video = ml_collections.ConfigDict()
+  c.video.window = 4  # consecutive frames restored together (one batch of every face in them)
+  c.video.warm_steps = 100  # steps of a face started from its track's last solved frame
+  c.video.warm_lr = 0.0  # its learning rate (0: solver.lr); Adam's first steps move by ~lr
+  c.video.landmark_sigma = 2.0  # temporal smoothing of each track's landmarks, frames
+  c.video.max_gap = 5  # frames a person may be missed and keep their track by position
+  c.video.max_jump = 0.5  # largest move between frames, in face sizes, for the same track
+  c.video.min_similarity = 0.5  # descriptor similarity to rejoin a person who came back
+  c.video.min_track = 3  # tracks with fewer detections are dropped (spurious detections)
+  c.video.crf = 18  # H.264 quality of the restored clip (lower: better, larger)
+  c.video.known_answer_frames = 0  # > 0: restore the known-answer clip instead (smoke)
+  c.video.known_answer_rate = 25  # its frame rate
 
   # Expression: 'none' | 'csv' (expression.file: name,expression) | 'tag' (file stem ends in
   # _<expression>) | 'infer' (classifier on the upsampled LQ).
@@ -162,6 +191,9 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   c.loss = ml_collections.ConfigDict()
   c.loss.expression_gamma = 0.0  # γ inside the expression term, 1 - cos(w + γΔw, Δw)
   c.loss.histogram_size = 256  # side at which the histogram compares faces
+  # Video only (configs/video.py): weight of ||w_t - w_s||², w_s the solved neighbouring frame
+  # each frame starts from. 0: frames are independent images.
+  c.loss.temporal = 0.0
 
   # Degradation model D inside the fidelity term (the LQ's own degradation).
   c.degradation = ml_collections.ConfigDict()

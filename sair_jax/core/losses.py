@@ -79,6 +79,13 @@ def latent_prior_loss(w: Array, w_ref: Array) -> Array:
   return jnp.sum(jnp.square(w - w_ref), axis=(-2, -1))
 
 
+def temporal_loss(w: Array, w_neighbour: Array) -> Array:
+  """||w_t − w_s||² summed over the W+ code, w_s a solved neighbouring frame's code (video):
+  [..., L, D] -> [...]. Not in the paper (one image there); it is the prior term's squared
+  distance, centred on the neighbour instead of the reference (sair_jax/pipeline/video.py)."""
+  return latent_prior_loss(w, w_neighbour)
+
+
 # ----------------------------------------------------------------------------------------------
 # PULSE cross (geodesic) loss
 # ----------------------------------------------------------------------------------------------

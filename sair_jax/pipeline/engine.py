@@ -231,15 +231,24 @@ class Session:
     self.manifest[section] = value
     self.folder.write_manifest(self.manifest)
 
-  def context(self, lq_size: int | None = None,
-              pool: inputs.Pool | None = None) -> stages.Context:
-    """The stages' context for one LQ size (``config.data.lq_size`` by default) and pool,
-    built once (its solvers are compiled for that size)."""
+  def context(self, lq_size: int | None = None, pool: inputs.Pool | None = None,
+              steps: int | None = None, lr: float | None = None) -> stages.Context:
+    """The stages' context for one LQ size (``config.data.lq_size`` by default), pool, step
+    budget and learning rate (``config.solver.steps`` and ``lr`` by default; another step count
+    moves the histogram phases with it: :func:`sair_jax.configs.default.with_steps`), built
+    once (its solvers are compiled for them)."""
     size = int(self.config.data.lq_size if lq_size is None else lq_size)
-    key = (size, id(pool))
+    steps = int(self.config.solver.steps if steps is None else steps)
+    lr = float(self.config.solver.lr if lr is None else lr)
+    key = (size, id(pool), steps, lr)
     if key not in self._contexts:
+      config = self.config
+      if steps != int(config.solver.steps) or lr != float(config.solver.lr):
+        from sair_jax.configs import default
+        config = default.with_steps(config, steps)
+        config.solver.lr = lr
       mesh = next(iter(self._contexts.values())).mesh if self._contexts else None
-      self._contexts[key] = stages.Context(self.config, self.nets, self.folder, mesh=mesh,
+      self._contexts[key] = stages.Context(config, self.nets, self.folder, mesh=mesh,
                                            lq_size=size, pool=pool)
     return self._contexts[key]
 
@@ -272,17 +281,22 @@ class Session:
     return m
 
   def restore(self, items: Sequence[inputs.Item], failures: Sequence[inputs.Failure] = (), *,
-              lq_size: int | None = None, pool: inputs.Pool | None = None) -> dict:
+              lq_size: int | None = None, pool: inputs.Pool | None = None,
+              steps: int | None = None, lr: float | None = None,
+              quiet: bool = False) -> dict:
     """Restores every item not finished yet, at one LQ size; returns the manifest so far.
 
     ``failures``: images the flow could not make an item of (recorded, logged). ``pool``: the
-    candidates for items without a reference (pool mode). Images
+    candidates for items without a reference (pool mode). ``steps``, ``lr``: every item's step
+    budget and learning rate (default ``config.solver``'s; video frames started from a solved
+    neighbour take fewer, smaller steps). ``quiet``: no per-call summary lines (a flow that calls once per few frames
+    reports its own progress). Images
     finished before (a resumed run) are skipped; a batch that runs out of device memory is
     retried at half the size (nothing finished is lost).
     """
     items, _ = self._mine(items, [])
     self.fail(failures)
-    ctx = self.context(lq_size, pool)
+    ctx = self.context(lq_size, pool, steps, lr)
     manifest, folder = self.manifest, self.folder
     pending = [it for it in items if not folder.done(it.name)]
     for it in items:
@@ -297,13 +311,14 @@ class Session:
       per_size["batch_plan"] = plan
       ctx = ctx.with_remat(plan["remat"])
     per_size["batch"] = batch
-    log(f"{len(items)} image(s) at LQ size {ctx.lq_size}: {len(items) - len(pending)} already "
+    say = (lambda _: None) if quiet else log
+    say(f"{len(items)} image(s) at LQ size {ctx.lq_size}: {len(items) - len(pending)} already "
         f"restored, {len(pending)} to do, {batch} at a time on {ctx.n_devices} device(s)")
     folder.write_manifest(manifest)
-    _Loop(ctx, manifest, per_size, pending, batch).run()
+    _Loop(ctx, manifest, per_size, pending, batch, say).run()
     _totals(per_size["timings"], None)
     folder.write_manifest(manifest)
-    log(f"done: {len(manifest['finished'])} restored, {len(manifest['failures'])} failed "
+    say(f"done: {len(manifest['finished'])} restored, {len(manifest['failures'])} failed "
         f"-> {folder.root}")
     return manifest
 
@@ -312,8 +327,9 @@ class _Loop:
   """The batch loop of :meth:`Session.restore` over one LQ size's pending items."""
 
   def __init__(self, ctx: stages.Context, manifest: dict, per_size: dict,
-               pending: list[inputs.Item], batch: int):
+               pending: list[inputs.Item], batch: int, say=log):
     self.ctx, self.manifest, self.per_size, self.batch = ctx, manifest, per_size, batch
+    self.say = say  # progress lines (failures are always logged)
     self.total = len(pending)
     self.waiting = list(pending)  # items not yet prepared
     self.given: dict[str, stages.Row] = {}  # rows handed to the solver and not finished yet
@@ -327,7 +343,7 @@ class _Loop:
     p = progress.progress(done, self.total, time.perf_counter() - self.t_work,
                           self.compiling.seconds())
     self.manifest["progress"] = self.per_size["progress"] = p.record
-    log(f"{line}  [{p.line}]" if line else p.line)
+    self.say(f"{line}  [{p.line}]" if line else p.line)
 
   def groups(self, size: int, retry: list[stages.Row]):
     """Rows for the solver, ``size`` at a time: rows to retry first, then new items."""

@@ -46,6 +46,9 @@ class Item:
   expression: str | None = None  # canonical expression name, or None
   origin: str = ""  # what the LQ is, for messages, when it is not a file ("photo.jpg, face 0")
   reference_origin: str = ""  # the same for a reference held in memory
+  start: np.ndarray | None = None  # [L, D] W+ to start from instead of config.solver.start
+  # (video: a solved neighbouring frame's code)
+  neighbour: np.ndarray | None = None  # [L, D] the temporal term's centre (loss.temporal)
 
   @property
   def where(self) -> str:

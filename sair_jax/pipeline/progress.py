@@ -50,14 +50,16 @@ def _count(done: float) -> str:
   return str(int(done)) if float(done).is_integer() else f"{done:.1f}"
 
 
-def progress(done: float, total: int, elapsed: float, compile_seconds: float = 0.0) -> Progress:
+def progress(done: float, total: int, elapsed: float, compile_seconds: float = 0.0,
+             unit: str = "image") -> Progress:
   """Progress after ``done`` of ``total`` images in ``elapsed`` seconds, ``compile_seconds`` of
   which were spent compiling.
 
   The rate is the mean so far without compilation (``(elapsed - compile_seconds) / done``); the
   ETA assumes the rest goes as fast. Before the first image the rate and ETA are unknown (None
   in the record). The record: ``done``, ``total``, ``elapsed_seconds``, ``compile_seconds``,
-  ``seconds_per_image``, ``eta_seconds``.
+  ``seconds_per_image``, ``eta_seconds`` (``unit``: what is counted, "image" or "frame",
+  in the line and that key).
   """
   if total < 0 or not 0 <= done <= max(total, 0) or elapsed < 0 or math.isnan(elapsed):
     raise ValueError(f"need 0 <= done <= total and elapsed >= 0, got {done}/{total}, {elapsed}")
@@ -68,14 +70,14 @@ def progress(done: float, total: int, elapsed: float, compile_seconds: float = 0
   eta = per_image * (total - done) if per_image is not None else None
   record = {"done": done if isinstance(done, int) else round(done, 3), "total": total,
             "elapsed_seconds": round(elapsed, 3), "compile_seconds": round(compile_seconds, 3),
-            "seconds_per_image": None if per_image is None else round(per_image, 3),
+            f"seconds_per_{unit}": None if per_image is None else round(per_image, 3),
             "eta_seconds": None if eta is None else round(eta, 3)}
-  line = f"{_count(done)}/{total} images"
+  line = f"{_count(done)}/{total} {unit}s"
   if per_image is None:
     line += ", ETA unknown"
   else:
     rate = f"{per_image:.3g}" if per_image < 10 else f"{per_image:.0f}"
-    line += f", {rate} s/image, " + ("done" if done == total else f"ETA {format_duration(eta)}")
+    line += f", {rate} s/{unit}, " + ("done" if done == total else f"ETA {format_duration(eta)}")
   if compile_seconds >= 0.5:
     line += f" (+{format_duration(compile_seconds)} compiling)"
   return Progress(line, record)

@@ -8,6 +8,11 @@ once, holds the output folder's lock for the whole command and writes the one ma
   (:func:`sair_jax.pipeline.wild.restore_photos`).
 * ``config.data.tfds=NAME[:SPLIT]``: ground-truth faces from a prepared TensorFlow Datasets
   dataset; the LQ is synthesised with a degradation preset (:func:`restore_tfds`).
+* ``config.data.video``: clips; every face is tracked through time, restored with warm starts
+  and pasted back (:func:`sair_jax.pipeline.video.restore_videos`).
+* ``config.video.known_answer_frames > 0`` (``configs/video.py:smoke``): a clip with a known
+  answer, restored with warm starts and scored (PSNR, flicker;
+  :func:`sair_jax.pipeline.video.restore_known_answer_clip`).
 * ``config.untrained`` without ``config.data.lq`` (the smoke preset): a problem with a known
   answer built from the random generator, restored and scored (:func:`restore_known_answer`).
 * Otherwise the test set of ``config.data.lq`` (:func:`restore_test_set`).
@@ -19,10 +24,11 @@ import functools
 import os
 
 from sair_jax.errors import ConfigError
-from sair_jax.pipeline import inputs, known_answer, networks, outputs, tfds_source, wild
+from sair_jax.pipeline import (inputs, known_answer, networks, outputs, tfds_source, video,
+                               wild)
 from sair_jax.pipeline.engine import Engine
 
-SOURCES = ("photos", "tfds", "known_answer", "test_set")
+SOURCES = ("photos", "tfds", "video", "known_answer_clip", "known_answer", "test_set")
 TFDS_INPUTS = "tfds_inputs"  # <output>/tfds_inputs: gt/ and lq/ from the dataset, for the user
 
 
@@ -30,15 +36,15 @@ def source(config) -> str:
   """Which of :data:`SOURCES` ``config`` restores.
 
   Raises:
-    ConfigError: both ``data.photos`` and ``data.tfds`` are set.
+    ConfigError: more than one of ``data.photos``, ``data.tfds`` and ``data.video`` is set.
   """
-  photos, tfds = config.data.get("photos", ""), config.data.get("tfds", "")
-  if photos and tfds:
-    raise ConfigError("config.data.photos and config.data.tfds are both set; choose one")
-  if photos:
-    return "photos"
-  if tfds:
-    return "tfds"
+  chosen = [k for k in ("photos", "tfds", "video") if config.data.get(k, "")]
+  if len(chosen) > 1:
+    raise ConfigError(f"config.data.{' and config.data.'.join(chosen)} are all set; choose one")
+  if chosen:
+    return chosen[0]
+  if int(config.get("video", {}).get("known_answer_frames", 0)) > 0:
+    return "known_answer_clip"
   if config.untrained and not config.data.lq:
     return "known_answer"
   return "test_set"
@@ -50,9 +56,10 @@ def restore(config, engine: Engine | None = None) -> dict:
   ``engine``: one already loaded for ``config`` (its networks are reused); else one is made.
   """
   flows = {"photos": wild.restore_photos, "tfds": restore_tfds,
+           "video": video.restore_videos, "known_answer_clip": video.restore_known_answer_clip,
            "known_answer": restore_known_answer, "test_set": restore_test_set}
   kind = source(config)
-  if kind in ("photos", "tfds") and config.data.lq:
+  if kind in ("photos", "tfds", "video") and config.data.lq:
     outputs.log(f"note: config.data.lq ({config.data.lq}) is not used: config.data.{kind} "
                 "is what this command restores")
   return flows[kind](config, engine)

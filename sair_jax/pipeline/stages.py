@@ -250,7 +250,8 @@ def face_masks(ctx: Context, images01: np.ndarray) -> np.ndarray:
 
 def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
   """The solver's jobs for ``rows`` (at most ``size``): targets, starting codes
-  (``solver.start``; the prior stays centred on the reference's w_z), seeds.
+  (``solver.start``, or an item's own ``start``; the prior stays centred on the reference's
+  w_z), the temporal term's centre (an item's ``neighbour``), seeds.
 
   The references are embedded in one batch padded to ``size`` (one compiled shape).
   """
@@ -260,11 +261,20 @@ def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
   emb = np.asarray(ctx.embed(sol.params, jnp.asarray(ref_img)))[:n]
   lq = np.stack([r.lq for r in rows])
   w_ref = np.stack([r.reference.w for r in rows])
-  w_init = schedules.start_from_config(cfg, w_ref, np.asarray(ctx.nets.g.w_avg))
+  w_init = np.array(schedules.start_from_config(cfg, w_ref, np.asarray(ctx.nets.g.w_avg)),
+                    np.float32, copy=True)
+  w_neighbour = np.zeros_like(w_ref)
+  for i, r in enumerate(rows):
+    if r.item.start is not None:
+      w_init[i] = r.item.start
+    if r.item.neighbour is not None:
+      w_neighbour[i] = r.item.neighbour
   target = objective.make_target(
       lq, emb, w_ref, np.stack([r.direction for r in rows]),
       np.asarray([r.expression_on for r in rows], np.float32),
-      np.asarray(objective.histogram_input(jnp.asarray(lq), hs)), hs)
+      np.asarray(objective.histogram_input(jnp.asarray(lq), hs)), hs,
+      w_neighbour=w_neighbour,
+      temporal_on=np.asarray([r.item.neighbour is not None for r in rows], np.float32))
   target = jax.tree_util.tree_map(np.asarray, target)
   return [slots.Job(r.item.name, w_init[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
                     image_seed(cfg, r.item.name)) for i, r in enumerate(rows)]

@@ -1,0 +1,131 @@
+"""Warm starts along time: the faces of a track restored window by window, each frame started
+from a solved neighbour's W+.
+
+A *track* is one person's faces in consecutive frames (a video, or the known-answer clip). Its
+faces reach :class:`WarmStarts` a *window* at a time (a few consecutive frames, all tracks of
+those frames together), and each window is restored by the engine's session:
+
+1. A track with no solved frame yet restores its first face of the window *cold*: from the
+   reference's w_z (``config.solver.start``), for ``cold_steps`` steps, with no temporal term.
+   Its result becomes the track's solved code.
+2. Every other face of the window starts *warm* from the track's last solved code w_s (the
+   nearest frame already solved, before the window) and adds the temporal term
+   ``loss.temporal · ||w_t − w_s||²`` (:func:`sair_jax.core.losses.temporal_loss`), for
+   ``warm_steps`` steps at ``warm_lr``. These faces are independent of each other given w_s, so the whole
+   window is one batch (every image keeps its own Adam state and loss, as the solver requires).
+3. The track's solved code becomes the W+ of its last face restored in the window.
+
+A track whose cold face fails (its loss became non-finite) tries its next face cold. Solved
+codes are read back from ``latents/NAME.npy``, so a resumed run (faces already restored are
+skipped by the session) warm-starts exactly as the first run did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from sair_jax.io import files
+from sair_jax.pipeline import inputs
+
+
+@dataclasses.dataclass
+class Track:
+  """One track's state: its LQ size and its last solved W+ (None before its first face)."""
+  lq_size: int
+  w_solved: np.ndarray | None = None
+  reference: object = None  # what its cold face was paired with (pool mode: the choice)
+  reference_origin: str = ""
+
+
+class WarmStarts:
+  """Restores windows of consecutive frames of several tracks through one engine session.
+
+  Args:
+    session: a :class:`sair_jax.pipeline.engine.Session`.
+    cold_steps: steps of a track's first face (``config.solver.steps``).
+    warm_steps: steps of a face started from a solved neighbour.
+    warm_lr: its learning rate (None: ``config.solver.lr``). Adam's first steps move every
+      coordinate by about the learning rate whatever the gradient, so a face that starts next
+      to its answer needs a smaller one than a cold start.
+    pool: the reference pool, for tracks whose faces have no reference (the cold face picks
+      one by ArcFace similarity; the track's other faces keep it).
+  """
+
+  def __init__(self, session, *, cold_steps: int, warm_steps: int,
+               warm_lr: float | None = None, pool: inputs.Pool | None = None):
+    self.session, self.pool = session, pool
+    self.cold_steps, self.warm_steps = int(cold_steps), int(warm_steps)
+    self.warm_lr = None if warm_lr is None else float(warm_lr)
+    self.tracks: dict[Hashable, Track] = {}
+    self.restored = {"cold": 0, "warm": 0}  # faces solved (this run or before), by start
+
+  def _solved(self, name: str) -> np.ndarray | None:
+    """The W+ a finished face was saved with (None when it did not finish)."""
+    folder = self.session.folder
+    if not folder.done(name):
+      return None
+    return files.read_npy(folder.path("latents", name, ".npy"))
+
+  def _pool_choice(self, name: str):
+    """(pixels, origin) of the pool photo the session chose for ``name``, or (None, '')."""
+    choice = self.session.manifest.get("pool_choices", {}).get(name)
+    if not choice or self.pool is None:
+      return None, ""
+    faces = dict(zip(self.pool.names, self.pool.faces))
+    return faces.get(choice["reference"]), choice["reference"]
+
+  def _restore(self, items: list[inputs.Item], steps: int, lr: float | None = None) -> None:
+    for size in sorted({self.tracks[k].lq_size for k, _ in items}):
+      group = [it for k, it in items if self.tracks[k].lq_size == size]
+      self.session.restore(group, lq_size=size, pool=self.pool, steps=steps, lr=lr,
+                           quiet=True)
+
+  def restore_window(self, faces: dict[Hashable, Sequence[inputs.Item]],
+                     lq_sizes: dict[Hashable, int]) -> dict[str, bool]:
+    """Restores one window: ``faces`` maps a track key to its faces in frame order (the
+    items' references are used for a track's cold face only; later faces keep the track's).
+    ``lq_sizes``: each track's LQ size. Returns face name -> restored.
+    """
+    pending = {k: list(v) for k, v in faces.items() if v}
+    for k in pending:
+      self.tracks.setdefault(k, Track(int(lq_sizes[k])))
+    # 1. cold faces, until every track has a solved code (or no faces left in the window)
+    while True:
+      cold = [(k, v.pop(0)) for k, v in pending.items()
+              if self.tracks[k].w_solved is None and v]
+      if not cold:
+        break
+      self._restore(cold, self.cold_steps)
+      for k, it in cold:
+        track, w = self.tracks[k], self._solved(it.name)
+        if w is not None:
+          track.w_solved = w
+          track.reference, track.reference_origin = it.reference, it.reference_origin
+          if it.reference is None:
+            track.reference, track.reference_origin = self._pool_choice(it.name)
+          self.restored["cold"] += 1
+    # 2. warm faces: every other face of the window, from the track's solved code
+    warm = []
+    for k, v in pending.items():
+      track = self.tracks[k]
+      for it in v:
+        reference, origin = ((track.reference, track.reference_origin)
+                             if track.reference is not None else
+                             (it.reference, it.reference_origin))
+        warm.append((k, dataclasses.replace(it, reference=reference, reference_origin=origin,
+                                            start=track.w_solved,
+                                            neighbour=track.w_solved)))
+    if warm:
+      self._restore(warm, self.warm_steps, self.warm_lr)
+    # 3. each track's solved code: its last face restored in this window
+    for k, it in warm:
+      w = self._solved(it.name)
+      if w is not None:
+        self.tracks[k].w_solved = w
+        self.restored["warm"] += 1
+    names = [it.name for v in faces.values() for it in v]
+    return {n: self.session.folder.done(n) for n in names}
+
