@@ -289,8 +289,9 @@ class Session:
     ``failures``: images the flow could not make an item of (recorded, logged). ``pool``: the
     candidates for items without a reference (pool mode). ``steps``, ``lr``: every item's step
     budget and learning rate (default ``config.solver``'s; video frames started from a solved
-    neighbour take fewer, smaller steps). ``quiet``: no per-call summary lines (a flow that calls once per few frames
-    reports its own progress). Images
+    neighbour take fewer, smaller steps). ``quiet``: no per-call summary or progress lines (a
+    flow that calls once per few frames reports its own progress; failures are still logged).
+    Images
     finished before (a resumed run) are skipped; a batch that runs out of device memory is
     retried at half the size (nothing finished is lost).
     """
