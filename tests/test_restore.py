@@ -56,11 +56,10 @@ def test_smoke_preset_proves_itself(tmp_path, capsys):
   assert _strip_panels(tmp_path / "strips" / "face0.png") == 4
 
 
-def test_tfds_dataset_is_degraded_and_restored(tmp_path):
+def test_tfds_dataset_is_degraded_and_restored(tmp_path, tfds):
   """Two mock celeb_a_hq faces: gt/ and the x32 LQ (x4 here, the smoke generator being 64 px)
   under tfds_inputs/, restored with references named after the dataset's file names (W+ codes,
   so nothing is projected), GT in the strips."""
-  tfds = pytest.importorskip("tensorflow_datasets")
   c = smoke.get_config()
   c.output = str(tmp_path / "out")
   c.data.update({"tfds": "celeb_a_hq/64:train", "tfds_dir": str(tmp_path / "nowhere"),

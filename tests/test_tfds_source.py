@@ -35,11 +35,6 @@ def test_missing_tfds_says_what_to_install(monkeypatch):
     tfds_source.open_source("celeb_a_hq")
 
 
-@pytest.fixture()
-def tfds():
-  return pytest.importorskip("tensorflow_datasets")
-
-
 def test_faces_from_mock_celeb_a_hq(tfds):
   with tfds.testing.mock_data(num_examples=4):
     src = tfds_source.open_source("celeb_a_hq/64:train", "/nonexistent")
