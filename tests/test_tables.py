@@ -90,3 +90,22 @@ def test_a_name_with_a_comma_pairs_through_the_photo_flow(tmp_path):
   (tmp_path / "lq" / "Doe, Jane_face0.png").write_bytes(b"x")
   items, failures = inputs.discover(_config(tmp_path, pairs=str(pairs)))
   assert [(it.name, it.reference) for it in items] == [("Doe, Jane_face0", ref)] and not failures
+
+
+def test_a_csv_reference_is_found_beside_the_csv_then_in_the_references_folder(tmp_path):
+  """The rule every pairs CSV (test sets, photos, clips) follows for its reference cells."""
+  csv = tmp_path / "lists" / "pairs.csv"
+  refs = tmp_path / "refs"
+  for folder in (csv.parent, refs):
+    folder.mkdir()
+  (csv.parent / "beside.png").write_bytes(b"")
+  (refs / "beside.png").write_bytes(b"")
+  (refs / "only_there.png").write_bytes(b"")
+  find = lambda cell, folder=str(refs): inputs.csv_reference(cell, str(csv), folder)
+  assert find("beside.png") == str(csv.parent / "beside.png")  # the CSV's folder first
+  assert find("only_there.png") == str(refs / "only_there.png")
+  assert find(str(refs / "beside.png")) == str(refs / "beside.png")  # absolute: as it is
+  # nowhere: named where the CSV is, or in the folder when one is configured (its reader says
+  # which file is missing)
+  assert find("absent.png", "") == str(csv.parent / "absent.png")
+  assert find("absent.png") == str(refs / "absent.png")

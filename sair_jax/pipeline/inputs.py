@@ -138,6 +138,18 @@ def list_images(folder: str, what: str = "folder") -> list[str]:
 stem = listing.stem
 
 
+def csv_reference(cell: str, pairs: str, references: str = "") -> str:
+  """The file a pairs CSV's reference cell names: an absolute path as it is; a relative one
+  from the CSV's own folder, or, when no file is there and ``references`` (the
+  ``data.references`` folder) is given, from that folder. Whether the file exists is checked
+  where it is read."""
+  ref = cell if os.path.isabs(cell) else os.path.join(os.path.dirname(os.path.abspath(pairs)),
+                                                      cell)
+  if not os.path.isfile(ref) and references:
+    ref = os.path.join(references, cell)
+  return ref
+
+
 def lq_factor(lq_size: int, resolution: int) -> int:
   """The downsampling factor from the generator's side to ``config.data.lq_size``.
 
@@ -220,7 +232,6 @@ def pair(config, lq: dict[str, Pixels], *, source: str, gt: dict[str, Pixels] | 
   problem: dict[str, str] = {}  # name -> why its reference or GT is ambiguous
   csv_expression = {}
   if data.pairs:
-    base = os.path.dirname(os.path.abspath(data.pairs))
     for row in tables.read_rows(data.pairs, what="config.data.pairs", header_words=HEADER_WORDS):
       where = f"{data.pairs}: line {row.line}"
       if len(row.cells) < 2 or not row.cells[1]:
@@ -234,10 +245,7 @@ def pair(config, lq: dict[str, Pixels], *, source: str, gt: dict[str, Pixels] | 
         failures.append(Failure(name, f"{where} names '{row.cells[0]}', which is not in "
                                       f"{source}"))
         continue
-      ref = row.cells[1] if os.path.isabs(row.cells[1]) else os.path.join(base, row.cells[1])
-      if not os.path.isfile(ref) and data.references:
-        ref = os.path.join(data.references, row.cells[1])
-      reference[name] = ref
+      reference[name] = csv_reference(row.cells[1], data.pairs, data.references)
       if len(row.cells) > 2:
         csv_expression[name] = expression
   elif data.references and not data.reference_pool:

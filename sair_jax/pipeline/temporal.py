@@ -59,6 +59,7 @@ class WarmStarts:
     self.session, self.pool = session, pool
     self.cold_steps, self.warm_steps = int(cold_steps), int(warm_steps)
     self.warm_lr = None if warm_lr is None else float(warm_lr)
+    self.pool_faces = dict(zip(pool.names, pool.faces)) if pool is not None else {}
     self.tracks: dict[Hashable, Track] = {}
     self.restored = {"cold": 0, "warm": 0}  # faces solved (this run or before), by start
 
@@ -74,8 +75,7 @@ class WarmStarts:
     choice = self.session.manifest.get("pool_choices", {}).get(name)
     if not choice or self.pool is None:
       return None, ""
-    faces = dict(zip(self.pool.names, self.pool.faces))
-    return faces.get(choice["reference"]), choice["reference"]
+    return self.pool_faces.get(choice["reference"]), choice["reference"]
 
   def _restore(self, items: list[inputs.Item], steps: int, lr: float | None = None) -> None:
     for size in sorted({self.tracks[k].lq_size for k, _ in items}):

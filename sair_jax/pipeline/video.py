@@ -213,18 +213,14 @@ def find_tracks(path: str, work: str, config, *, resolution: int, detector, desc
 
 def _pairs_csv(config) -> dict[str, str]:
   path = config.data.pairs
-  base = os.path.dirname(os.path.abspath(path))
   out = {}
   for row in tables.read_rows(path, what="config.data.pairs",
                              header_words=inputs.HEADER_WORDS + ("clip",)):
     if not row.cell(1) or len(row.cells) > 2:
       raise UserError(f"{path}: line {row.line} needs 'clip,reference' or "
                       f"'clip_pK,reference' ({inputs.QUOTE_HINT})")
-    ref = row.cell(1)
-    ref = ref if os.path.isabs(ref) else os.path.join(base, ref)
-    if not os.path.isfile(ref) and config.data.references:
-      ref = os.path.join(config.data.references, row.cell(1))
-    out[listing.stem(row.cell(0))] = ref
+    out[listing.stem(row.cell(0))] = inputs.csv_reference(row.cell(1), path,
+                                                          config.data.references)
   return out
 
 

@@ -144,8 +144,7 @@ def find_photos(paths: list[str], *, resolution: int, min_face: float,
 
 def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
   """Pairs from ``config.data.pairs``; a row naming one face overrides its photo's row."""
-  path, folder = config.data.pairs, config.data.references
-  base = os.path.dirname(os.path.abspath(path))
+  path = config.data.pairs
   faces = {p.name: p.face_names() for p in photos}
   owner = {n: p.name for p in photos for n in p.face_names()}
   refs, expressions, problems = {}, {}, []
@@ -165,9 +164,7 @@ def _from_csv(config, photos: list[Photo]) -> tuple[dict, dict, list[str]]:
       problems.append(f"{path}: line {row.line} names '{photo}', which is not a photo (or a "
                       f"PHOTO_faceK) in {config.data.photos}")
       continue
-    ref = reference if os.path.isabs(reference) else os.path.join(base, reference)
-    if not os.path.isfile(ref) and folder:
-      ref = os.path.join(folder, reference)
+    ref = inputs.csv_reference(reference, path, config.data.references)
     for name in targets:  # a face's own row replaces its photo's, expression included
       refs[name] = ref
       expressions.pop(name, None)
