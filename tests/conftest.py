@@ -14,7 +14,7 @@ CPU backend is told to skip LLVM's optimisation passes (``--xla_backend_optimiza
 appended to ``XLA_FLAGS``, inherited by the commands the tests start). Measured on 2 cores: a
 cold smoke run takes 48 s instead of 80 s; a 150-step run loses in its steps what it gains in
 compiling (the known-answer tests take the same time either way); the suite went from 26 to
-16-17 minutes (two runs). The level changes how programs are compiled, not what they compute: the golden
+16-17 minutes. The level changes how programs are compiled, not what they compute: the golden
 tests' tolerances hold at either. ``SAIR_TEST_FAST_COMPILE=0`` keeps XLA's default.
 """
 
