@@ -3,6 +3,8 @@ and the flicker measure. The window logic runs against a stand-in session that "
 item by saving a code derived from where it started; the objective and the stages run on the
 smoke preset's untrained networks."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,6 +81,53 @@ def test_a_failed_cold_face_passes_the_cold_start_to_the_next_face(tmp_path):
   assert [c["names"] for c in s.calls] == [["t0_f0"], ["t0_f1"], ["t0_f2"]]
   assert [c["steps"] for c in s.calls] == [40, 40, 10]
   assert s.calls[2]["items"][0].start[0, 0] == 100.0
+
+
+def _starts(session) -> dict[int, tuple[int, float]]:
+  """{frame: (steps, where its restore started)} over a session's calls (a cold face: its
+  reference; a warm one: the code it started from)."""
+  starts = {}
+  for call in session.calls:
+    for it in call["items"]:
+      start = it.start if it.start is not None else np.asarray(it.reference)
+      starts[int(it.name.split("_f")[1])] = (call["steps"], float(start[0, 0]))
+  return starts
+
+
+def test_a_track_is_re_anchored_with_a_cold_face_every_k_faces(tmp_path):
+  """anchor_every=3, windows of 2 frames: once 3 faces were restored since the last cold one,
+  the next window's first face is cold again, from the track's reference (the later faces'
+  own reference, 7, is not used), and the frames after it go on from its result."""
+  s = FakeSession(tmp_path)
+  warm = temporal.WarmStarts(s, cold_steps=40, warm_steps=10, anchor_every=3)
+  for frames, ref in (([0, 1], 0.0), ([2, 3], 7.0), ([4, 5], 7.0), ([6, 7], 7.0)):
+    warm.restore_window({0: faces(0, frames, ref)}, {0: 8})
+  # frame 0 cold (saved 100), 1 from it (saved 101), 2 and 3 from 1 (2 faces since the cold
+  # one: < 3); then 4 faces since: frame 4 cold from the track's reference 0 (saved 100), 5
+  # from it, and 6 and 7 from 5 (2 since)
+  assert _starts(s) == {0: (40, 0.0), 1: (10, 100.0), 2: (10, 101.0), 3: (10, 101.0),
+                        4: (40, 0.0), 5: (10, 100.0), 6: (10, 101.0), 7: (10, 101.0)}
+  assert warm.restored == {"cold": 2, "warm": 6}
+  # a resumed run: the faces already on disk are not redone, and the track's state (the cold
+  # faces, the codes) is read back, so frames 6 and 7 start where they started above
+  again = FakeSession(tmp_path)
+  warm = temporal.WarmStarts(again, cold_steps=40, warm_steps=10, anchor_every=3)
+  for frames, ref in (([0, 1], 0.0), ([2, 3], 7.0), ([4, 5], 7.0)):
+    warm.restore_window({0: faces(0, frames, ref)}, {0: 8})
+  for i in (6, 7):  # as if the first run had been killed before frames 6 and 7 were written
+    os.remove(again.folder.path("restored", f"t0_f{i}", ".png"))
+    os.remove(again.folder.path("latents", f"t0_f{i}", ".npy"))
+  again.calls.clear()
+  warm.restore_window({0: faces(0, [6, 7], 7.0)}, {0: 8})
+  assert _starts(again) == {6: (10, 101.0), 7: (10, 101.0)}
+
+
+def test_re_anchoring_off_keeps_one_cold_face(tmp_path):
+  s = FakeSession(tmp_path)
+  warm = temporal.WarmStarts(s, cold_steps=40, warm_steps=10)
+  for frames in ([0, 1], [2, 3], [4, 5]):
+    warm.restore_window({0: faces(0, frames)}, {0: 8})
+  assert [t for t, (steps, _) in _starts(s).items() if steps == 40] == [0]
 
 
 def test_tracks_of_different_sizes_are_restored_apart(tmp_path):

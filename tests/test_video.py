@@ -190,6 +190,10 @@ def test_settings_a_run_cannot_use_are_one_line(tmp_path):
   with pytest.raises(ConfigError, match="config.video.window=0"):
     video_flow.check_settings(c)
   c = video_config.get_config()
+  c.video.anchor_every = -1
+  with pytest.raises(ConfigError, match="config.video.anchor_every=-1: must be >= 0"):
+    video_flow.check_settings(c)
+  c = video_config.get_config()
   c.data.video = str(tmp_path / "nowhere")
   with pytest.raises(UserError, match="nowhere: no such file or folder"):
     restore.restore(c)

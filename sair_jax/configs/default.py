@@ -159,6 +159,8 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   c.video.window = 4  # consecutive frames restored together (one batch of every face in them)
   c.video.warm_steps = 100  # steps of a face started from its track's last solved frame
   c.video.warm_lr = 0.0  # its learning rate (0: solver.lr); Adam's first steps move by ~lr
+  c.video.anchor_every = 0  # K > 0: a track's face is cold again once K were restored since
+  #   its last cold one (a warm track drifts in what the LQ does not show; temporal.py)
   c.video.landmark_sigma = 2.0  # temporal smoothing of each track's landmarks, frames
   c.video.max_gap = 5  # frames a person may be missed and keep their track by position
   c.video.max_jump = 0.5  # largest move between frames, in face sizes, for the same track

@@ -15,6 +15,14 @@ those frames together), and each window is restored by the engine's session:
    window is one batch (every image keeps its own Adam state and loss, as the solver requires).
 3. The track's solved code becomes the W+ of its last face restored in the window.
 
+With ``anchor_every`` = K > 0 a track is re-anchored: once K of its faces have been restored
+since its last cold face, the first face of its next window is cold again (from the
+reference) and the track goes on from that. A warm track follows its first frame's answer as
+the face moves, and drifts in what the LQ does not show (benchmarks/RESULTS.md, "Video": on
+the known-answer clip, warm frames fit their LQ better than cold ones and are still further
+from the truth); a cold face holds that again. Which faces are cold depends only on the order
+of the track's faces, so a resumed run chooses the same ones.
+
 A track whose cold face fails (its loss became non-finite) tries its next face cold. Solved
 codes are read back from ``latents/NAME.npy``, so a resumed run (faces already restored are
 skipped by the session) warm-starts exactly as the first run did.
@@ -33,9 +41,11 @@ from sair_jax.pipeline import inputs
 
 @dataclasses.dataclass
 class Track:
-  """One track's state: its LQ size and its last solved W+ (None before its first face)."""
+  """One track's state: its LQ size, its last solved W+ (None before its first face) and how
+  many of its faces were restored since its last cold one."""
   lq_size: int
   w_solved: np.ndarray | None = None
+  since_cold: int = 0
   reference: object = None  # what its cold face was paired with (pool mode: the choice)
   reference_origin: str = ""
 
@@ -52,11 +62,15 @@ class WarmStarts:
       to its answer needs a smaller one than a cold start.
     pool: the reference pool, for tracks whose faces have no reference (the cold face picks
       one by ArcFace similarity; the track's other faces keep it).
+    anchor_every: K > 0 re-anchors each track with a cold face once K of its faces were
+      restored since the last (module docstring); 0: only a track's first face is cold.
   """
 
   def __init__(self, session, *, cold_steps: int, warm_steps: int,
-               warm_lr: float | None = None, pool: inputs.Pool | None = None):
+               warm_lr: float | None = None, pool: inputs.Pool | None = None,
+               anchor_every: int = 0):
     self.session, self.pool = session, pool
+    self.anchor_every = int(anchor_every)
     self.cold_steps, self.warm_steps = int(cold_steps), int(warm_steps)
     self.warm_lr = None if warm_lr is None else float(warm_lr)
     self.pool_faces = dict(zip(pool.names, pool.faces)) if pool is not None else {}
@@ -77,6 +91,14 @@ class WarmStarts:
       return None, ""
     return self.pool_faces.get(choice["reference"]), choice["reference"]
 
+  def _keep_reference(self, key: Hashable, item: inputs.Item) -> inputs.Item:
+    """``item`` with its track's reference, once the track has one (its first cold face's)."""
+    track = self.tracks[key]
+    if track.reference is None:
+      return item
+    return dataclasses.replace(item, reference=track.reference,
+                               reference_origin=track.reference_origin)
+
   def _restore(self, items: list[inputs.Item], steps: int, lr: float | None = None) -> None:
     for size in sorted({self.tracks[k].lq_size for k, _ in items}):
       group = [it for k, it in items if self.tracks[k].lq_size == size]
@@ -91,10 +113,12 @@ class WarmStarts:
     """
     pending = {k: list(v) for k, v in faces.items() if v}
     for k in pending:
-      self.tracks.setdefault(k, Track(int(lq_sizes[k])))
+      track = self.tracks.setdefault(k, Track(int(lq_sizes[k])))
+      if self.anchor_every and track.since_cold >= self.anchor_every:
+        track.w_solved = None  # re-anchored: this window's first face is cold
     # 1. cold faces, until every track has a solved code (or no faces left in the window)
     while True:
-      cold = [(k, v.pop(0)) for k, v in pending.items()
+      cold = [(k, self._keep_reference(k, v.pop(0))) for k, v in pending.items()
               if self.tracks[k].w_solved is None and v]
       if not cold:
         break
@@ -102,26 +126,24 @@ class WarmStarts:
       for k, it in cold:
         track, w = self.tracks[k], self._solved(it.name)
         if w is not None:
-          track.w_solved = w
-          track.reference, track.reference_origin = it.reference, it.reference_origin
-          if it.reference is None:
-            track.reference, track.reference_origin = self._pool_choice(it.name)
+          track.w_solved, track.since_cold = w, 1
+          if track.reference is None:  # the first cold face; a re-anchored track keeps its own
+            track.reference, track.reference_origin = it.reference, it.reference_origin
+            if it.reference is None:
+              track.reference, track.reference_origin = self._pool_choice(it.name)
           self.restored["cold"] += 1
     # 2. warm faces: every other face of the window, from the track's solved code
     warm = []
     for k, v in pending.items():
       track = self.tracks[k]
       for it in v:
-        reference, origin = ((track.reference, track.reference_origin)
-                             if track.reference is not None else
-                             (it.reference, it.reference_origin))
-        warm.append((k, dataclasses.replace(it, reference=reference, reference_origin=origin,
-                                            start=track.w_solved,
+        warm.append((k, dataclasses.replace(self._keep_reference(k, it), start=track.w_solved,
                                             neighbour=track.w_solved)))
     if warm:
       self._restore(warm, self.warm_steps, self.warm_lr)
     # 3. each track's solved code: its last face restored in this window
     for k, it in warm:
+      self.tracks[k].since_cold += 1
       w = self._solved(it.name)
       if w is not None:
         self.tracks[k].w_solved = w

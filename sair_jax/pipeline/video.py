@@ -67,6 +67,8 @@ def check_settings(config) -> None:
       raise ConfigError(f"config.video.{field}={v[field]}: must be a positive integer")
   if float(v.landmark_sigma) < 0:
     raise ConfigError(f"config.video.landmark_sigma={v.landmark_sigma}: must be >= 0 (frames)")
+  if int(v.anchor_every) < 0:
+    raise ConfigError(f"config.video.anchor_every={v.anchor_every}: must be >= 0 (0: never)")
   if int(v.max_gap) < 0 or int(v.min_track) < 1:
     raise ConfigError("config.video.max_gap must be >= 0 and config.video.min_track >= 1")
   if float(config.loss.temporal) < 0:
@@ -348,7 +350,8 @@ def restore_clip(session, path: str, *, detector, describe, pool: inputs.Pool | 
   v = config.video
   warm = temporal.WarmStarts(session, cold_steps=int(config.solver.steps),
                              warm_steps=int(v.warm_steps),
-                             warm_lr=float(v.warm_lr) or None, pool=pool)
+                             warm_lr=float(v.warm_lr) or None, pool=pool,
+                             anchor_every=int(v.anchor_every))
   restored, with_faces, done_frames = 0, 0, 0
   t_work, clock = time.perf_counter(), progress.CompileClock()
   window = _Window()
@@ -503,7 +506,8 @@ def restore_known_answer_clip(config, engine=None) -> dict:
   with engine.session() as session:
     warm = temporal.WarmStarts(session, cold_steps=int(config.solver.steps),
                                warm_steps=int(v.warm_steps),
-                             warm_lr=float(v.warm_lr) or None)
+                               warm_lr=float(v.warm_lr) or None,
+                               anchor_every=int(v.anchor_every))
     names = [face_name(KNOWN_ANSWER, 0, t) for t in range(len(problem.gt))]
     t0 = time.perf_counter()
     for start in range(0, len(names), int(v.window)):
@@ -526,7 +530,8 @@ def restore_known_answer_clip(config, engine=None) -> dict:
     scores.update(cold_faces=warm.restored["cold"], warm_faces=warm.restored["warm"],
                   cold_steps=int(config.solver.steps), warm_steps=int(v.warm_steps),
                   warm_lr=float(v.warm_lr) or float(config.solver.lr),
-                  window=int(v.window), temporal_weight=float(config.loss.temporal),
+                  window=int(v.window), anchor_every=int(v.anchor_every),
+                  temporal_weight=float(config.loss.temporal),
                   seconds=round(time.perf_counter() - t0, 3))
     print(format_clip_scores(scores), flush=True)
     session.record(SECTION, {"known_answer": scores})
