@@ -75,6 +75,16 @@ def check_settings(config) -> None:
     raise ConfigError(f"config.loss.temporal={config.loss.temporal}: must be >= 0")
 
 
+def warm_starts(config, session, pool: inputs.Pool | None = None) -> temporal.WarmStarts:
+  """The clip's :class:`temporal.WarmStarts` as ``config`` sets it: ``solver.steps`` for cold
+  faces, ``video.warm_steps`` at ``video.warm_lr`` (0: ``solver.lr``) for warm ones,
+  ``video.anchor_every``."""
+  v = config.video
+  return temporal.WarmStarts(session, cold_steps=int(config.solver.steps),
+                             warm_steps=int(v.warm_steps), warm_lr=float(v.warm_lr) or None,
+                             pool=pool, anchor_every=int(v.anchor_every))
+
+
 def list_clips(path: str) -> list[str]:
   """The clips ``config.data.video`` names: a file, or the videos of a folder (sorted).
 
@@ -348,10 +358,7 @@ def restore_clip(session, path: str, *, detector, describe, pool: inputs.Pool | 
       log(line)
     references = {k: (aligned[r], r) for k, r in references.items() if r in aligned}
   v = config.video
-  warm = temporal.WarmStarts(session, cold_steps=int(config.solver.steps),
-                             warm_steps=int(v.warm_steps),
-                             warm_lr=float(v.warm_lr) or None, pool=pool,
-                             anchor_every=int(v.anchor_every))
+  warm = warm_starts(config, session, pool)
   restored, with_faces, done_frames = 0, 0, 0
   t_work, clock = time.perf_counter(), progress.CompileClock()
   window = _Window()
@@ -504,10 +511,7 @@ def restore_known_answer_clip(config, engine=None) -> dict:
   problem = known_answer.build_clip(g, int(v.known_answer_frames), factor,
                                     seed=int(config.solver.seed))
   with engine.session() as session:
-    warm = temporal.WarmStarts(session, cold_steps=int(config.solver.steps),
-                               warm_steps=int(v.warm_steps),
-                               warm_lr=float(v.warm_lr) or None,
-                               anchor_every=int(v.anchor_every))
+    warm = warm_starts(config, session)
     names = [face_name(KNOWN_ANSWER, 0, t) for t in range(len(problem.gt))]
     t0 = time.perf_counter()
     for start in range(0, len(names), int(v.window)):
