@@ -90,6 +90,8 @@ CANDIDATES = {
     "fast_ramp0.08": dict(FAST, lr=0.08, schedule="cosine_ramp"),
     "fast_avg_start": dict(FAST, start="truncated", start_psi=0.0),
     "fast_psi0.5": dict(FAST, start="truncated", start_psi=0.5),
+    "fast_150": dict(FAST, steps=150),
+    "fast_200": dict(FAST, steps=200),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 
