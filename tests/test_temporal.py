@@ -122,6 +122,31 @@ def test_a_track_is_re_anchored_with_a_cold_face_every_k_faces(tmp_path):
   assert _starts(again) == {6: (10, 101.0), 7: (10, 101.0)}
 
 
+def test_a_re_anchored_cold_face_is_pulled_toward_the_last_solved_code(tmp_path):
+  """anchor_pull > 0: the cold face of a re-anchoring (not the track's first) carries the
+  track's last solved code as its temporal centre, at anchor_pull times the term's weight."""
+  s = FakeSession(tmp_path)
+  warm = temporal.WarmStarts(s, cold_steps=40, warm_steps=10, anchor_every=2, anchor_pull=0.01)
+  for frames in ([0, 1], [2, 3]):
+    warm.restore_window({0: faces(0, frames)}, {0: 8})
+  cold = [it for c in s.calls if c["steps"] == 40 for it in c["items"]]
+  assert [it.name for it in cold] == ["t0_f0", "t0_f2"]
+  assert cold[0].neighbour is None  # the first cold face: nothing to hold to
+  # frame 1 started from frame 0's result (100) and saved 101: the code before the anchor
+  np.testing.assert_array_equal(cold[1].neighbour, np.full((L, D), 101.0))
+  assert cold[1].neighbour_weight == 0.01
+  assert cold[1].start is None  # still cold: from the reference's w_z
+  # and the warm face after it: from the anchor's result, at the full weight
+  after = s.calls[-1]["items"][0]
+  assert after.name == "t0_f3" and after.start[0, 0] == 100.0 and after.neighbour_weight == 1.0
+  # without a pull the re-anchored face has no temporal term
+  s2 = FakeSession(tmp_path / "nopull")
+  warm = temporal.WarmStarts(s2, cold_steps=40, warm_steps=10, anchor_every=2)
+  for frames in ([0, 1], [2, 3]):
+    warm.restore_window({0: faces(0, frames)}, {0: 8})
+  assert all(it.neighbour is None for c in s2.calls if c["steps"] == 40 for it in c["items"])
+
+
 def test_re_anchoring_off_keeps_one_cold_face(tmp_path):
   s = FakeSession(tmp_path)
   warm = temporal.WarmStarts(s, cold_steps=40, warm_steps=10)
@@ -208,6 +233,14 @@ def test_an_items_start_and_neighbour_reach_the_solver(ctx):
   want = float(jnp.sum((w_start[1] - w_start[0]) ** 2))
   assert float(terms["temporal"]) == pytest.approx(want, rel=1e-5)
   assert dict(ctx.spec.weights)["temporal"] == 0.5
+  # an item's neighbour_weight scales the term (a re-anchored video frame's pull)
+  pulled = inputs.Item("pulled", lq[1], w_ref[1], neighbour=w_start[0], neighbour_weight=0.01)
+  rows, _ = stages.prepare(ctx, [pulled])
+  (job,) = stages.jobs(ctx, rows, 1)
+  np.testing.assert_array_equal(job.w_init, w_ref[1])
+  assert float(job.target.temporal_on) == pytest.approx(0.01)
+  _, terms = loss(jnp.asarray(w_start[1]), params, job.target, None)
+  assert float(terms["temporal"]) == pytest.approx(0.01 * want, rel=1e-5)
   _, terms = loss(jnp.asarray(w_ref[0]), params, cold.target, None)
   assert float(terms["temporal"]) == 0.0
 

@@ -69,7 +69,8 @@ def clip_run(tmp_path_factory, detector):
   c.output = str(root / "out")
   c.solver.update({"steps": 4, "chunk": 2, "batch_size": 1})  # one compiled program
   c.loss.update({"histogram_start": 2, "mask_every": 2})
-  c.video.update({"window": 4, "warm_steps": 2, "max_gap": 1})  # 3 frames away > max_gap
+  # 3 frames away > max_gap; a cold face again once 4 were restored since the last
+  c.video.update({"window": 4, "warm_steps": 2, "max_gap": 1, "anchor_every": 4})
   c.wild.min_face = 32.0  # the face is ~44 px; detection runs on a 4x copy
   engine_loads = []
   real = networks.load_networks
@@ -89,11 +90,14 @@ def test_a_clip_is_restored_with_one_track_for_the_person_who_came_back(clip_run
   raw, smoothed = person["landmark_jitter_px"]
   assert smoothed < raw  # the crops follow smoothed landmarks
   assert (rec["faces"], rec["faces_restored"], rec["frames_with_faces"]) == (9, 9, 9)
-  assert (rec["cold_faces"], rec["warm_faces"]) == (1, 8)
+  # windows of frames 0-3 (4 faces), 4-7 (frame 7) and 8-11: frame 0 cold, 1-3 warm; 4 faces
+  # since the cold one, so frame 7 is cold again (re-anchored); 8-11 warm from it
+  assert (rec["cold_faces"], rec["warm_faces"]) == (2, 7)
   names = [video_flow.face_name("walk", 0, t) for t in FACE_FRAMES]
   assert sorted(manifest["finished"]) == names
   steps = manifest["steps"]
-  assert steps[names[0]] == 4 and {steps[n] for n in names[1:]} == {2}  # cold, then warm
+  cold = {names[0], names[4]}
+  assert {steps[n] for n in cold} == {4} and {steps[n] for n in names if n not in cold} == {2}
 
 
 def test_the_restored_clip_keeps_frames_timestamps_and_audio(clip_run):
@@ -192,6 +196,10 @@ def test_settings_a_run_cannot_use_are_one_line(tmp_path):
   c = video_config.get_config()
   c.video.anchor_every = -1
   with pytest.raises(ConfigError, match="config.video.anchor_every=-1: must be >= 0"):
+    video_flow.check_settings(c)
+  c = video_config.get_config()
+  c.video.anchor_pull = -0.5
+  with pytest.raises(ConfigError, match="config.video.anchor_pull=-0.5: must be >= 0"):
     video_flow.check_settings(c)
   c = video_config.get_config()
   c.data.video = str(tmp_path / "nowhere")

@@ -161,6 +161,8 @@ def get_config(objective: str = "paper", recipe: str = "standard"):
   c.video.warm_lr = 0.0  # its learning rate (0: solver.lr); Adam's first steps move by ~lr
   c.video.anchor_every = 0  # K > 0: a track's face is cold again once K were restored since
   #   its last cold one (a warm track drifts in what the LQ does not show; temporal.py)
+  c.video.anchor_pull = 0.01  # a re-anchored cold face's temporal weight toward the track's
+  #   last solved code, x loss.temporal (holds the clip steady across the anchor)
   c.video.landmark_sigma = 2.0  # temporal smoothing of each track's landmarks, frames
   c.video.max_gap = 5  # frames a person may be missed and keep their track by position
   c.video.max_jump = 0.5  # largest move between frames, in face sizes, for the same track

@@ -40,7 +40,8 @@ class Target:
   lq_hist: jax.Array  # [S, S, 3] the LQ upsampled to the histogram resolution, [0, 1]
   histogram_on: jax.Array  # [] 1.0 once the histogram phase has started, else 0.0
   w_neighbour: jax.Array  # [L, D] a solved neighbouring frame's W+ (video), zeros if none
-  temporal_on: jax.Array  # [] 1.0 where the image has a solved neighbour, else 0.0
+  temporal_on: jax.Array  # [] the temporal term's scale: 1.0 where the image has a solved
+  #   neighbour (less for a re-anchored video frame, pipeline/temporal.py), else 0.0
 
 
 @dataclasses.dataclass(frozen=True)

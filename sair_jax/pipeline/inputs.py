@@ -49,6 +49,7 @@ class Item:
   start: np.ndarray | None = None  # [L, D] W+ to start from instead of config.solver.start
   # (video: a solved neighbouring frame's code)
   neighbour: np.ndarray | None = None  # [L, D] the temporal term's centre (loss.temporal)
+  neighbour_weight: float = 1.0  # the temporal term's weight for this item, x loss.temporal
 
   @property
   def where(self) -> str:

@@ -251,7 +251,8 @@ def face_masks(ctx: Context, images01: np.ndarray) -> np.ndarray:
 def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
   """The solver's jobs for ``rows`` (at most ``size``): targets, starting codes
   (``solver.start``, or an item's own ``start``; the prior stays centred on the reference's
-  w_z), the temporal term's centre (an item's ``neighbour``), seeds.
+  w_z), the temporal term's centre and weight (an item's ``neighbour``, ``neighbour_weight``),
+  seeds.
 
   The references are embedded in one batch padded to ``size`` (one compiled shape).
   """
@@ -274,7 +275,8 @@ def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
       np.asarray([r.expression_on for r in rows], np.float32),
       np.asarray(objective.histogram_input(jnp.asarray(lq), hs)), hs,
       w_neighbour=w_neighbour,
-      temporal_on=np.asarray([r.item.neighbour is not None for r in rows], np.float32))
+      temporal_on=np.asarray([r.item.neighbour_weight if r.item.neighbour is not None else 0.0
+                              for r in rows], np.float32))
   target = jax.tree_util.tree_map(np.asarray, target)
   return [slots.Job(r.item.name, w_init[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
                     image_seed(cfg, r.item.name)) for i, r in enumerate(rows)]

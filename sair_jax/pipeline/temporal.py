@@ -17,7 +17,9 @@ those frames together), and each window is restored by the engine's session:
 
 With ``anchor_every`` = K > 0 a track is re-anchored: once K of its faces have been restored
 since its last cold face, the first face of its next window is cold again (from the
-reference) and the track goes on from that. A warm track follows its first frame's answer as
+reference) and the track goes on from that; with ``anchor_pull`` > 0 that cold face is also
+pulled toward the track's last solved code, by the temporal term at ``anchor_pull`` times its
+weight, so the clip does not jump at the anchor. A warm track follows its first frame's answer as
 the face moves, and drifts in what the LQ does not show (benchmarks/RESULTS.md, "Video": on
 the known-answer clip, warm frames fit their LQ better than cold ones and are still further
 from the truth); a cold face holds that again. Which faces are cold depends only on the order
@@ -41,10 +43,12 @@ from sair_jax.pipeline import inputs
 
 @dataclasses.dataclass
 class Track:
-  """One track's state: its LQ size, its last solved W+ (None before its first face) and how
-  many of its faces were restored since its last cold one."""
+  """One track's state: its LQ size, its last solved W+ (None before its first face and when
+  re-anchored; then ``w_before`` is the last solved one) and how many of its faces were
+  restored since its last cold one."""
   lq_size: int
   w_solved: np.ndarray | None = None
+  w_before: np.ndarray | None = None
   since_cold: int = 0
   reference: object = None  # what its cold face was paired with (pool mode: the choice)
   reference_origin: str = ""
@@ -64,13 +68,16 @@ class WarmStarts:
       one by ArcFace similarity; the track's other faces keep it).
     anchor_every: K > 0 re-anchors each track with a cold face once K of its faces were
       restored since the last (module docstring); 0: only a track's first face is cold.
+    anchor_pull: the temporal term's weight on a re-anchored cold face, toward the track's
+      last solved code, as a fraction of ``loss.temporal`` (0: none; a track's first cold
+      face has nothing to be pulled toward).
   """
 
   def __init__(self, session, *, cold_steps: int, warm_steps: int,
                warm_lr: float | None = None, pool: inputs.Pool | None = None,
-               anchor_every: int = 0):
+               anchor_every: int = 0, anchor_pull: float = 0.0):
     self.session, self.pool = session, pool
-    self.anchor_every = int(anchor_every)
+    self.anchor_every, self.anchor_pull = int(anchor_every), float(anchor_pull)
     self.cold_steps, self.warm_steps = int(cold_steps), int(warm_steps)
     self.warm_lr = None if warm_lr is None else float(warm_lr)
     self.pool_faces = dict(zip(pool.names, pool.faces)) if pool is not None else {}
@@ -99,6 +106,15 @@ class WarmStarts:
     return dataclasses.replace(item, reference=track.reference,
                                reference_origin=track.reference_origin)
 
+  def _cold(self, key: Hashable, item: inputs.Item) -> inputs.Item:
+    """A cold face of track ``key``: its reference kept, and pulled toward the code solved
+    before a re-anchoring when ``anchor_pull`` > 0."""
+    item, track = self._keep_reference(key, item), self.tracks[key]
+    if self.anchor_pull > 0 and track.w_before is not None:
+      item = dataclasses.replace(item, neighbour=track.w_before,
+                                 neighbour_weight=self.anchor_pull)
+    return item
+
   def _restore(self, items: list[inputs.Item], steps: int, lr: float | None = None) -> None:
     for size in sorted({self.tracks[k].lq_size for k, _ in items}):
       group = [it for k, it in items if self.tracks[k].lq_size == size]
@@ -115,10 +131,11 @@ class WarmStarts:
     for k in pending:
       track = self.tracks.setdefault(k, Track(int(lq_sizes[k])))
       if self.anchor_every and track.since_cold >= self.anchor_every:
-        track.w_solved = None  # re-anchored: this window's first face is cold
+        # re-anchored: this window's first face is cold
+        track.w_before, track.w_solved = track.w_solved, None
     # 1. cold faces, until every track has a solved code (or no faces left in the window)
     while True:
-      cold = [(k, self._keep_reference(k, v.pop(0))) for k, v in pending.items()
+      cold = [(k, self._cold(k, v.pop(0))) for k, v in pending.items()
               if self.tracks[k].w_solved is None and v]
       if not cold:
         break

@@ -69,6 +69,8 @@ def check_settings(config) -> None:
     raise ConfigError(f"config.video.landmark_sigma={v.landmark_sigma}: must be >= 0 (frames)")
   if int(v.anchor_every) < 0:
     raise ConfigError(f"config.video.anchor_every={v.anchor_every}: must be >= 0 (0: never)")
+  if float(v.anchor_pull) < 0:
+    raise ConfigError(f"config.video.anchor_pull={v.anchor_pull}: must be >= 0 (0: none)")
   if int(v.max_gap) < 0 or int(v.min_track) < 1:
     raise ConfigError("config.video.max_gap must be >= 0 and config.video.min_track >= 1")
   if float(config.loss.temporal) < 0:
@@ -78,11 +80,12 @@ def check_settings(config) -> None:
 def warm_starts(config, session, pool: inputs.Pool | None = None) -> temporal.WarmStarts:
   """The clip's :class:`temporal.WarmStarts` as ``config`` sets it: ``solver.steps`` for cold
   faces, ``video.warm_steps`` at ``video.warm_lr`` (0: ``solver.lr``) for warm ones,
-  ``video.anchor_every``."""
+  ``video.anchor_every`` and ``video.anchor_pull``."""
   v = config.video
   return temporal.WarmStarts(session, cold_steps=int(config.solver.steps),
                              warm_steps=int(v.warm_steps), warm_lr=float(v.warm_lr) or None,
-                             pool=pool, anchor_every=int(v.anchor_every))
+                             pool=pool, anchor_every=int(v.anchor_every),
+                             anchor_pull=float(v.anchor_pull))
 
 
 def list_clips(path: str) -> list[str]:
@@ -535,6 +538,7 @@ def restore_known_answer_clip(config, engine=None) -> dict:
                   cold_steps=int(config.solver.steps), warm_steps=int(v.warm_steps),
                   warm_lr=float(v.warm_lr) or float(config.solver.lr),
                   window=int(v.window), anchor_every=int(v.anchor_every),
+                  anchor_pull=float(v.anchor_pull),
                   temporal_weight=float(config.loss.temporal),
                   seconds=round(time.perf_counter() - t0, 3))
     print(format_clip_scores(scores), flush=True)
