@@ -221,11 +221,11 @@ def test_an_items_start_and_neighbour_reach_the_solver(ctx):
   assert not failures
   cold, warm = stages.jobs(ctx, rows, 2)
   np.testing.assert_array_equal(cold.w_init, w_ref[0])  # solver.start = the reference's w_z
-  assert float(cold.target.temporal_on) == 0.0
+  assert float(cold.target.temporal_scale) == 0.0
   np.testing.assert_array_equal(warm.w_init, w_start[1])
   np.testing.assert_array_equal(warm.target.w_neighbour, w_start[0])
   np.testing.assert_array_equal(warm.target.w_ref, w_ref[1])  # the prior keeps w_z
-  assert float(warm.target.temporal_on) == 1.0
+  assert float(warm.target.temporal_scale) == 1.0
   # the loss carries λ ||w - w_s||² for the warm face only
   loss = objective.make_objective(ctx.spec)
   params = ctx.nets.params()
@@ -238,7 +238,7 @@ def test_an_items_start_and_neighbour_reach_the_solver(ctx):
   rows, _ = stages.prepare(ctx, [pulled])
   (job,) = stages.jobs(ctx, rows, 1)
   np.testing.assert_array_equal(job.w_init, w_ref[1])
-  assert float(job.target.temporal_on) == pytest.approx(0.01)
+  assert float(job.target.temporal_scale) == pytest.approx(0.01)
   _, terms = loss(jnp.asarray(w_start[1]), params, job.target, None)
   assert float(terms["temporal"]) == pytest.approx(0.01 * want, rel=1e-5)
   _, terms = loss(jnp.asarray(w_ref[0]), params, cold.target, None)

@@ -40,7 +40,7 @@ class Target:
   lq_hist: jax.Array  # [S, S, 3] the LQ upsampled to the histogram resolution, [0, 1]
   histogram_on: jax.Array  # [] 1.0 once the histogram phase has started, else 0.0
   w_neighbour: jax.Array  # [L, D] a solved neighbouring frame's W+ (video), zeros if none
-  temporal_on: jax.Array  # [] the temporal term's scale: 1.0 where the image has a solved
+  temporal_scale: jax.Array  # [] the temporal term's scale: 1.0 where the image has a solved
   #   neighbour (less for a re-anchored video frame, pipeline/temporal.py), else 0.0
 
 
@@ -161,7 +161,7 @@ def make_objective(spec: ObjectiveSpec) -> Callable:
           small, target.lq_hist, target.mask, bins=spec.histogram_bins,
           variant=spec.histogram_variant)
     if spec.weight("temporal"):
-      terms["temporal"] = target.temporal_on * losses.temporal_loss(w, target.w_neighbour)
+      terms["temporal"] = target.temporal_scale * losses.temporal_loss(w, target.w_neighbour)
     total = sum(spec.weight(k) * v for k, v in terms.items())
     return total, terms
 
@@ -169,7 +169,7 @@ def make_objective(spec: ObjectiveSpec) -> Callable:
 
 
 def make_target(lq, emb, w_ref, direction=None, expression_on=None, lq_hist=None,
-                hist_size: int = 8, mask=None, w_neighbour=None, temporal_on=None) -> Target:
+                hist_size: int = 8, mask=None, w_neighbour=None, temporal_scale=None) -> Target:
   """A batched :class:`Target` with neutral defaults for the parts a caller does not use."""
   b = lq.shape[0]
   zeros_w = jnp.zeros_like(w_ref)
@@ -184,8 +184,8 @@ def make_target(lq, emb, w_ref, direction=None, expression_on=None, lq_hist=None
       jnp.asarray(lq_hist, jnp.float32),
       histogram_on=jnp.zeros((b,)),
       w_neighbour=zeros_w if w_neighbour is None else jnp.asarray(w_neighbour, jnp.float32),
-      temporal_on=jnp.zeros((b,)) if temporal_on is None else jnp.asarray(temporal_on,
-                                                                            jnp.float32))
+      temporal_scale=jnp.zeros((b,)) if temporal_scale is None else
+      jnp.asarray(temporal_scale, jnp.float32))
 
 
 def target_shapes(spec: ObjectiveSpec, batch: int) -> Target:
@@ -198,7 +198,7 @@ def target_shapes(spec: ObjectiveSpec, batch: int) -> Target:
   return Target(lq=f32(side, side, 3), ref_embedding=f32(emb),
                 w_ref=f32(arch.n_latent, arch.w_dim), direction=f32(arch.n_latent, arch.w_dim),
                 expression_on=f32(), mask=f32(s, s), lq_hist=f32(s, s, 3), histogram_on=f32(),
-                w_neighbour=f32(arch.n_latent, arch.w_dim), temporal_on=f32())
+                w_neighbour=f32(arch.n_latent, arch.w_dim), temporal_scale=f32())
 
 
 def _common(config, nets, factor: int) -> dict:

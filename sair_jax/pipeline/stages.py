@@ -275,7 +275,7 @@ def jobs(ctx: Context, rows: list[Row], size: int) -> list[slots.Job]:
       np.asarray([r.expression_on for r in rows], np.float32),
       np.asarray(objective.histogram_input(jnp.asarray(lq), hs)), hs,
       w_neighbour=w_neighbour,
-      temporal_on=np.asarray([r.item.neighbour_weight if r.item.neighbour is not None else 0.0
+      temporal_scale=np.asarray([r.item.neighbour_weight if r.item.neighbour is not None else 0.0
                               for r in rows], np.float32))
   target = jax.tree_util.tree_map(np.asarray, target)
   return [slots.Job(r.item.name, w_init[i], jax.tree_util.tree_map(lambda a, i=i: a[i], target),
