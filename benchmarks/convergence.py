@@ -60,6 +60,8 @@ KINDS = {
 FAST = {path.split(".")[1]: v for path, v in default.RECIPES["fast"].items()
         if path.split(".")[1] not in ("chunk", "stop_tol")}
 
+FAST1 = dict(steps=100, lr=0.03, schedule="constant", start="reference_coarse")
+
 # name: config.solver fields (the rest as the official objective sets them: cosine ramp to lr
 # 0.1, Adam 0.9/0.999, start at w_z).
 CANDIDATES = {
@@ -72,26 +74,33 @@ CANDIDATES = {
                          fine_lr_scale=1.5),
     "coarse_first_20": dict(steps=100, schedule="constant", lr=0.03, fine_rows_start=20),
     "start_truncated": dict(steps=100, schedule="constant", lr=0.03, start="truncated"),
-    # the recipe 'fast' (configs/default.py RECIPES): constant lr 0.03, coarse rows of w_z and
-    # w_avg's fine rows as the start, 100 steps
+    # the first 'fast' recipe (2026-11-29): lr 0.03 constant, Adam 0.9/0.999, coarse rows of w_z
+    # and w_avg's fine rows as the start, 100 steps; fast1_*: variants of it
+    "fast1": FAST1,
+    "fast1_stop": dict(FAST1, stop_tol=0.002, stop_min_steps=50, stop_window=10),
+    "fast1_lr0.05": dict(FAST1, lr=0.05),
+    "fast1_fine2": dict(FAST1, fine_lr_scale=2.0),
+    "fast1_betas0.7": dict(FAST1, betas=(0.7, 0.999)),
+    "fast1_lr0.05_rows": dict(FAST1, lr=0.05, coarse_lr_scale=0.5, fine_lr_scale=1.5),
+    "fast1_decay0.05": dict(FAST1, lr=0.05, schedule="cosine_decay"),
+    "fast1_decay0.08": dict(FAST1, lr=0.08, schedule="cosine_decay"),
+    "decay0.08_ref": dict(FAST1, lr=0.08, schedule="cosine_decay", start="reference"),
+    "fast1_lr0.1": dict(FAST1, lr=0.1),
+    "fast1_lr0.2": dict(FAST1, lr=0.2),
+    "fast1_ramp0.2": dict(FAST1, lr=0.2, schedule="cosine_ramp"),
+    "fast1_ramp0.05": dict(FAST1, lr=0.05, schedule="cosine_ramp"),
+    "fast1_ramp0.08": dict(FAST1, lr=0.08, schedule="cosine_ramp"),
+    "fast1_avg_start": dict(FAST1, start="truncated", start_psi=0.0),
+    "fast1_psi0.5": dict(FAST1, start="truncated", start_psi=0.5),
+    "fast1_150": dict(FAST1, steps=150),
+    "fast1_200": dict(FAST1, steps=200),
+    # the recipe 'fast' (configs/default.py RECIPES): fast1's lr held to step 70, then a cosine
+    # to 0 (cosine_ramp, no warm-up, rampdown 0.3), Adam's β2 0.8; fast_*: variants of it
     "fast": FAST,
-    "fast_stop": dict(FAST, stop_tol=0.002, stop_min_steps=50, stop_window=10),
-    "fast_lr0.05": dict(FAST, lr=0.05),
-    "fast_fine2": dict(FAST, fine_lr_scale=2.0),
-    "fast_betas0.7": dict(FAST, betas=(0.7, 0.999)),
-    "fast_lr0.05_rows": dict(FAST, lr=0.05, coarse_lr_scale=0.5, fine_lr_scale=1.5),
-    "fast_decay0.05": dict(FAST, lr=0.05, schedule="cosine_decay"),
-    "fast_decay0.08": dict(FAST, lr=0.08, schedule="cosine_decay"),
-    "decay0.08_ref": dict(FAST, lr=0.08, schedule="cosine_decay", start="reference"),
-    "fast_lr0.1": dict(FAST, lr=0.1),
-    "fast_lr0.2": dict(FAST, lr=0.2),
-    "fast_ramp0.2": dict(FAST, lr=0.2, schedule="cosine_ramp"),
-    "fast_ramp0.05": dict(FAST, lr=0.05, schedule="cosine_ramp"),
-    "fast_ramp0.08": dict(FAST, lr=0.08, schedule="cosine_ramp"),
-    "fast_avg_start": dict(FAST, start="truncated", start_psi=0.0),
-    "fast_psi0.5": dict(FAST, start="truncated", start_psi=0.5),
-    "fast_150": dict(FAST, steps=150),
-    "fast_200": dict(FAST, steps=200),
+    "fast_b2_0.999": dict(FAST, betas=(0.9, 0.999)),
+    "fast_held": dict(FAST, rampdown=0.0),
+    "fast_b2_0.9_rd0.4": dict(FAST, betas=(0.9, 0.9), rampdown=0.4),
+    "fast_lr0.05_b2_0.9_rd0.4": dict(FAST, lr=0.05, betas=(0.9, 0.9), rampdown=0.4),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 

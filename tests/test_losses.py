@@ -2,6 +2,7 @@
 
 import functools
 import math
+import re
 
 import jax
 import jax.extend
@@ -313,6 +314,63 @@ def test_cosine_ramp_matches_formula(steps):
   np.testing.assert_allclose(got, want, atol=1e-6)
   assert got[0] == 0.0 and got[-1] == pytest.approx(0.0, abs=1e-7)
   assert got.max() == pytest.approx(0.1, rel=1e-6)
+
+
+def test_cosine_ramp_with_the_fast_recipes_ramps_holds_then_falls_to_zero():
+  """``fast``: no warm-up (rampup 0 leaves it out, lr at step 0), lr held to step 70 of 100,
+  then the authors' cosine down to 0 over the last 30 steps; rampdown 0 leaves the fall out."""
+  sched = schedules.make("cosine_ramp", 0.03, 100, rampdown=0.3, rampup=0.0)
+  got = np.asarray(jax.vmap(sched)(jnp.arange(101)))
+  want = [0.03 * (0.5 - 0.5 * math.cos(math.pi * min(1.0, (100 - i) / 30))) for i in range(101)]
+  np.testing.assert_allclose(got, want, atol=1e-7)
+  assert np.all(got[:71] == pytest.approx(0.03, rel=1e-6)) and got[85] == pytest.approx(0.015)
+  assert np.all(np.diff(got[70:]) < 0) and got[100] == pytest.approx(0.0, abs=1e-9)
+  flat = schedules.make("cosine_ramp", 0.1, 40, rampdown=0.0, rampup=0.1)
+  np.testing.assert_allclose([float(flat(i)) for i in (0, 2, 4, 39)], [0.0, 0.05, 0.1, 0.1],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="rampdown=1.5"):
+    schedules.cosine_ramp(0.1, 100, rampdown=1.5)
+
+
+def test_the_fast_recipe_reaches_adam_with_its_beta2_and_ramp():
+  """``optimizer_from_config`` hands ``solver.betas``, ``rampup`` and ``rampdown`` to Adam: the
+  ``fast`` recipe's updates are ``optax.adam`` with β2 0.8 and the held-then-falling lr."""
+  from sair_jax.configs import default
+  c = default.get_config("official", "fast")
+  got_opt = schedules.optimizer_from_config(c, 4)
+  want_opt = optax.adam(schedules.cosine_ramp(0.03, 100, rampdown=0.3, rampup=0.0), b1=0.9,
+                        b2=0.8)
+  grads = jax.random.normal(jax.random.PRNGKey(0), (100, 4, 3))
+  w = jnp.zeros((4, 3))
+  got_state, want_state = got_opt.init(w), want_opt.init(w)
+  seen = {}
+  for i in (0, 1, 2, 80, 99):
+    got, got_state = got_opt.update(grads[i], got_state, w)
+    want, want_state = want_opt.update(grads[i], want_state, w)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    seen[i] = got
+  # with β2 0.999 (the standard recipe's) the second step would differ
+  slow = optax.adam(schedules.cosine_ramp(0.03, 100, rampdown=0.3, rampup=0.0))
+  _, slow_state = slow.update(grads[0], slow.init(w), w)
+  slow_second, _ = slow.update(grads[1], slow_state, w)
+  assert float(jnp.max(jnp.abs(slow_second - seen[1]))) > 1e-3
+
+
+def test_solver_settings_are_checked_field_by_field():
+  from sair_jax.configs import default
+  schedules.check_settings(default.get_config("official", "fast"))  # every recipe is valid
+  schedules.check_settings(default.get_config("paper"))
+  for field, value, words in [("schedule", "linear", "expected one of constant"),
+                              ("start", "w_avg", "expected one of reference"),
+                              ("rampdown", -0.1, "in [0, 1]"), ("rampup", 2.0, "in [0, 1]"),
+                              ("betas", (0.9, 1.0), "each in [0, 1)"),
+                              ("betas", (0.9,), "each in [0, 1)"),
+                              ("lr", 0.0, "positive"), ("steps", 0, "at least 1")]:
+    c = default.get_config("official")
+    c.solver[field] = value
+    with pytest.raises(ValueError, match=re.escape(f"config.solver.{field}=") + ".*"
+                       + re.escape(words)):
+      schedules.check_settings(c)
 
 
 def test_cosine_decay_goes_from_lr_to_zero():

@@ -203,6 +203,13 @@ def test_smoke_failures_and_resume(tmp_path, smoke_data):
     assert f"failed {name}" in r.stderr or f"skipping {name}" in r.stderr
 
 
+def test_a_solver_setting_it_cannot_use_is_one_line_naming_the_field(tmp_path):
+  r = main("--config.solver.rampdown=1.5", f"--config.output={tmp_path / 'out'}",
+           config="configs/smoke.py")
+  assert r.returncode == 1 and "Traceback" not in r.stderr
+  assert "error: config.solver.rampdown=1.5: a fraction of the steps in [0, 1]" in r.stderr
+
+
 def test_missing_checkpoints_are_listed_with_commands(tmp_path):
   r = main(f"--config.checkpoints.stylegan2={tmp_path / 'nope-g'}",
            f"--config.checkpoints.arcface={tmp_path / 'nope-a'}",
@@ -321,13 +328,16 @@ def test_recipes_set_the_optimisation_and_move_the_histogram_phases_with_the_ste
   # a new objective on the command line keeps the preset's recipe (its phases follow)
   paper = parse_config("--config=configs/official.py", "--config.recipe=fast",
                        "--config.objective=paper")
-  assert (paper.solver.steps, paper.solver.schedule, paper.loss.fidelity) == (100, "constant", 1.0)
+  assert (paper.solver.steps, paper.solver.schedule, paper.loss.fidelity) == (100, "cosine_ramp",
+                                                                            1.0)
   assert (paper.loss.histogram_start, paper.loss.mask_every) == (0, 25)
   # and 'standard' restores the objective's own optimiser
   back = parse_config("--config=configs/official.py", "--config.recipe=standard")
   assert (back.solver.steps, back.solver.schedule, back.solver.start) == (
       400, "cosine_ramp", "reference")
   assert (back.loss.histogram_start, back.loss.mask_every) == (200, 50)
+  assert (back.solver.betas, back.solver.rampup, back.solver.rampdown) == ((0.9, 0.999), 0.05,
+                                                                           0.25)
   # a field on the command line wins over the recipe
   own = parse_config("--config=configs/official.py", "--config.recipe=fast",
                      "--config.solver.steps=80")
