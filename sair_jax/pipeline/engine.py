@@ -34,7 +34,7 @@ from typing import Iterator, Sequence
 
 import jax
 
-from sair_jax.core import batching, slots
+from sair_jax.core import batching, schedules, slots
 from sair_jax.errors import ConfigError
 from sair_jax.pipeline import inputs, networks, outputs, progress, report, stages
 from sair_jax.pipeline.networks import Networks
@@ -172,6 +172,10 @@ class Engine:
 
   def __init__(self, config, nets: Networks | None = None):
     self.config = config
+    try:  # a solver setting it cannot use, in one line before anything is loaded
+      schedules.check_settings(config)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
     self.host, self.n_hosts = init_distributed(config)  # before anything touches a device
     self.nets = networks.load_networks(config) if nets is None else nets
     if self.nets.untrained:

@@ -85,10 +85,6 @@ class Context:
     """``lq_size``: of every LQ face (default ``config.data.lq_size``); ``pool``: the
     candidate references in pool mode (items without a reference take the most similar)."""
     self.config, self.nets, self.folder, self.pool_source = config, nets, folder, pool
-    try:
-      schedules.check_settings(config)
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
     lq_size = config.data.lq_size if lq_size is None else lq_size
     self.factor = inputs.lq_factor(lq_size, nets.g.resolution)
     self.lq_size = nets.g.resolution // self.factor
