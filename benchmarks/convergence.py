@@ -1,7 +1,7 @@
 """Restored PSNR against steps on known-answer problems of several kinds, for optimisation recipes.
 
     PYTHONPATH=. python benchmarks/convergence.py [--kinds s32_x4_near,...] \
-        [--candidates official,fast,...] [--faces 4] [--out convergence.json]
+        [--candidates official,fast,...] [--faces 4] [--out benchmarks/convergence.json]
 
 A known-answer problem (``sair_jax.pipeline.known_answer.build_problem``): ground truth
 GT = G(w*) (constant noise), LQ = the authors' bicubic downsampling of GT (optionally plus
@@ -21,7 +21,8 @@ Each candidate is a set of ``config.solver`` fields (``configs/default.py``: ste
 schedule, betas, start, per-row lr scales, coarse rows first, early stopping); PSNR (8-bit
 rounded restored image against GT, mean over the faces) is measured every ``--every`` steps.
 With early stopping the images run through ``sair_jax.core.slots`` and the table reports the
-mean steps they took. Results are kept in ``--out`` (JSON) and a rerun skips what is there.
+mean steps they took. Results are kept in ``--out`` (JSON; default the ``convergence.json``
+beside this script) and a rerun skips what is there.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ CANDIDATES = {
     "fast_held": dict(FAST, rampdown=0.0),
     "fast_b2_0.9_rd0.4": dict(FAST, betas=(0.9, 0.9), rampdown=0.4),
     "fast_lr0.05_b2_0.9_rd0.4": dict(FAST, lr=0.05, betas=(0.9, 0.9), rampdown=0.4),
+    "fast_lr0.05_rd0.4": dict(FAST, lr=0.05, rampdown=0.4),
+    "fast_lr0.05_b2_0.9_rd0.5": dict(FAST, lr=0.05, betas=(0.9, 0.9), rampdown=0.5),
+    "fast_lr0.04_rd0.4": dict(FAST, lr=0.04, rampdown=0.4),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 
@@ -109,7 +113,8 @@ flags.DEFINE_list("kinds", list(KINDS), "problem kinds")
 flags.DEFINE_list("candidates", list(CANDIDATES), "recipes (config.solver fields)")
 flags.DEFINE_integer("faces", 4, "faces per problem")
 flags.DEFINE_integer("every", 25, "measure PSNR every this many steps")
-flags.DEFINE_string("out", "convergence.json", "results (JSON; a rerun skips what is there)")
+flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "convergence.json"),
+                    "results (JSON; a rerun skips what is there); default the one kept here")
 
 
 def generator(name: str, workdir: str) -> stylegan2.Generator:
@@ -149,12 +154,18 @@ def spec_for(g, a, factor: int) -> objective.ObjectiveSpec:
                                  output="clip", identity_variant="official")
 
 
+def candidate_config(name: str):
+  """The authors' config (``official``) with candidate ``name``'s ``config.solver`` fields."""
+  config = default.get_config("official")
+  for k, v in CANDIDATES[name].items():
+    config.solver[k] = v
+  return config
+
+
 def run_candidate(g, a, kind: str, name: str, data) -> dict:
   gt, lq, w_ref, ref = data
   fields = CANDIDATES[name]
-  config = default.get_config("official")
-  for k, v in fields.items():
-    config.solver[k] = v
+  config = candidate_config(name)
   spec = spec_for(g, a, KINDS[kind][1])
   params = {"g_params": g.params, "g_buffers": g.buffers, "arcface": a.params}
   steps = int(config.solver.steps)
