@@ -45,6 +45,7 @@ from sair_jax.metrics import image as image_metrics
 from sair_jax.nets import arcface, stylegan2
 from sair_jax.pipeline import known_answer
 
+KEPT_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "convergence.json")
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
                         "fixtures")
 
@@ -113,8 +114,7 @@ flags.DEFINE_list("kinds", list(KINDS), "problem kinds")
 flags.DEFINE_list("candidates", list(CANDIDATES), "recipes (config.solver fields)")
 flags.DEFINE_integer("faces", 4, "faces per problem")
 flags.DEFINE_integer("every", 25, "measure PSNR every this many steps")
-flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "convergence.json"),
-                    "results (JSON; a rerun skips what is there); default the one kept here")
+flags.DEFINE_string("out", KEPT_RESULTS, "results (JSON; a rerun skips what is there)")
 
 
 def generator(name: str, workdir: str) -> stylegan2.Generator:

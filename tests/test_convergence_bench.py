@@ -14,6 +14,11 @@ from sair_jax.configs import default
 from sair_jax.core import schedules
 
 
+def _plain(value):
+  """A config value as a comparable plain value (ConfigDict keeps tuples, JSON gives lists)."""
+  return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 @pytest.mark.parametrize("name", sorted(cv.CANDIDATES))
 def test_every_candidate_is_a_valid_solver_setting(name):
   config = cv.candidate_config(name)
@@ -21,8 +26,7 @@ def test_every_candidate_is_a_valid_solver_setting(name):
   opt = schedules.optimizer_from_config(config, 10)
   assert isinstance(opt, optax.GradientTransformation)
   for field, value in cv.CANDIDATES[name].items():
-    got = config.solver[field]
-    assert (tuple(got) if isinstance(value, tuple) else got) == value
+    assert _plain(config.solver[field]) == _plain(value), field
 
 
 def test_fast_row_is_the_shipped_fast_recipe():
@@ -34,14 +38,14 @@ def test_fast_row_is_the_shipped_fast_recipe():
     field = path.split(".")[1]
     if field in ("chunk", "stop_tol"):  # how a run is split, not how it moves
       continue
-    a, b = shipped.solver[field], row.solver[field]
-    assert (tuple(a) if isinstance(a, (list, tuple)) else a) == \
-        (tuple(b) if isinstance(b, (list, tuple)) else b), field
+    assert _plain(shipped.solver[field]) == _plain(row.solver[field]), field
 
 
 def test_default_results_file_is_the_one_kept_beside_the_script():
-  assert cv.FLAGS["out"].default == os.path.join(os.path.dirname(os.path.abspath(cv.__file__)),
-                                                 "convergence.json")
+  assert cv.FLAGS["out"].default == cv.KEPT_RESULTS
+  assert cv.KEPT_RESULTS == os.path.join(os.path.dirname(os.path.abspath(cv.__file__)),
+                                         "convergence.json")
+  assert os.path.isfile(cv.KEPT_RESULTS)
 
 
 def test_table_deltas_and_worst_are_against_official():
