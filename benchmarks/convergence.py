@@ -106,6 +106,8 @@ CANDIDATES = {
     "fast_lr0.05_rd0.4": dict(FAST, lr=0.05, rampdown=0.4),
     "fast_lr0.05_b2_0.9_rd0.5": dict(FAST, lr=0.05, betas=(0.9, 0.9), rampdown=0.5),
     "fast_lr0.04_rd0.4": dict(FAST, lr=0.04, rampdown=0.4),
+    "fast_150": dict(FAST, steps=150),
+    "fast_200": dict(FAST, steps=200),
     "official_stop": dict(steps=400, stop_tol=0.002, stop_min_steps=100, stop_window=25),
 }
 
@@ -174,8 +176,9 @@ def run_candidate(g, a, kind: str, name: str, data) -> dict:
   emb = jax.vmap(lambda im: objective.embed(spec, sol.params, im))(jnp.asarray(ref))
   w_init = schedules.start_from_config(config, w_ref, np.asarray(g.w_avg))
   target = objective.make_target(lq, emb, w_ref, hist_size=spec.histogram_size)
-  psnr = lambda w: float(np.mean(image_metrics.psnr(  # noqa: E731
-      jnp.asarray(quantise(sol.render(jnp.asarray(w)))), jnp.asarray(gt))))
+  per_face = lambda w: [float(x) for x in np.asarray(image_metrics.psnr(  # noqa: E731
+      jnp.asarray(quantise(sol.render(jnp.asarray(w)))), jnp.asarray(gt)))]
+  psnr = lambda w: float(np.mean(per_face(w)))  # noqa: E731
   t0 = time.perf_counter()
   n = len(gt)
   if float(config.solver.stop_tol) > 0:
@@ -186,7 +189,8 @@ def run_candidate(g, a, kind: str, name: str, data) -> dict:
             for i in range(n)]
     done = slots.run_all(sol, jobs, n, chunk=FLAGS.every, stop=rule)
     steps_taken = [f.steps for f in done]
-    curve = [(steps, psnr(np.stack([f.w for f in done])))]
+    w_end = np.stack([f.w for f in done])
+    curve = [(steps, psnr(w_end))]
   else:
     state = sol.init(jnp.asarray(w_init), np.arange(n))
     target = sol.shard(target)
@@ -196,16 +200,46 @@ def run_candidate(g, a, kind: str, name: str, data) -> dict:
       state, _ = sol.run_chunk(state, target, k)
       done_steps += k
       curve.append((done_steps, psnr(state.w)))
+    w_end = state.w
     steps_taken = [steps] * n
   return {"kind": kind, "candidate": name, "fields": {k: list(v) if isinstance(v, tuple) else v
                                                       for k, v in fields.items()},
-          "psnr": curve[-1][1], "curve": curve, "mean_steps": float(np.mean(steps_taken)),
+          "faces": n, "psnr": curve[-1][1], "per_face": per_face(w_end), "curve": curve, "mean_steps": float(np.mean(steps_taken)),
           "image_steps": int(np.sum(steps_taken)), "seconds": time.perf_counter() - t0}
 
 
 def baselines(gt, lq, ref) -> dict:
   s = known_answer.known_answer_psnr(ref, gt, lq, ref)
   return {"bicubic": s["bicubic_psnr"], "reference": s["reference_psnr"]}
+
+
+def paired_gap(run: dict, base: dict) -> dict | None:
+  """``run`` − ``base`` in PSNR over the same faces: mean, its standard error (sample standard
+  deviation of the per-face differences / sqrt(n)), the worst face and n; None when either
+  record lacks ``per_face`` or they hold different numbers of faces."""
+  a, b = run.get("per_face"), base.get("per_face")
+  if not a or not b or len(a) != len(b):
+    return None
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+  return {"mean": float(np.mean(d)), "se": se, "worst": float(np.min(d)), "faces": len(d)}
+
+
+def gaps(results: list[dict]) -> list[str]:
+  """One line per (kind, candidate) with per-face results beside official's: the paired gap."""
+  by = {(r["kind"], r["candidate"]): r for r in results}
+  lines = []
+  for k in KINDS:
+    base = by.get((k, "official"))
+    for name in CANDIDATES:
+      r = by.get((k, name))
+      if name == "official" or r is None or base is None:
+        continue
+      g = paired_gap(r, base)
+      if g is not None:
+        lines.append(f"{name} on {k}: {g['mean']:+.2f} ± {g['se']:.2f} dB (standard error, "
+                     f"{g['faces']} faces; worst face {g['worst']:+.2f})")
+  return lines
 
 
 def table(results: list[dict]) -> str:
@@ -232,11 +266,21 @@ def table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def check_faces(runs: list[dict], faces: int, out: str) -> None:
+  """Raises app.UsageError (one line naming ``out``) when ``runs`` were measured on another
+  number of faces than ``faces``: a table mixes only runs over the same faces."""
+  other = sorted({r.get("faces") for r in runs} - {faces}, key=str)
+  if other:
+    raise app.UsageError(f"{out}: holds runs over {', '.join(map(str, other))} faces, not "
+                         f"--faces={faces}; give another --out")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   results = json.load(open(FLAGS.out)) if os.path.exists(FLAGS.out) else {"runs": [],
                                                                           "baselines": {}}
+  check_faces(results["runs"], FLAGS.faces, FLAGS.out)
   done = {(r["kind"], r["candidate"]) for r in results["runs"]}
   with tempfile.TemporaryDirectory() as work:
     a_dir = os.path.join(work, "a")
@@ -262,6 +306,8 @@ def main(argv):
           json.dump(results, f, indent=1)
         os.replace(FLAGS.out + ".tmp", FLAGS.out)
   print(table(results["runs"]))
+  for line in gaps(results["runs"]):
+    print(line)
   print("baselines (bicubic / reference PSNR): " + ", ".join(
       f"{k} {v['bicubic']:.2f}/{v['reference']:.2f}" for k, v in results["baselines"].items()))
 

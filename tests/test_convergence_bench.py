@@ -64,3 +64,32 @@ def test_table_deltas_and_worst_are_against_official():
   assert rows["fast"] == ["100", "26.50 (+1.50)", "29.25 (-0.75)", "-0.75"]
   # a kind not run is a blank cell, and the worst is over the kinds that were
   assert rows["fast_held"] == ["80", "24.00 (-1.00)", "", "-1.00"]
+
+
+def test_paired_gap_is_over_the_same_faces():
+  base = {"kind": "s64_x4_far", "candidate": "official", "per_face": [30.0, 31.0, 28.0, 29.0]}
+  run = {"kind": "s64_x4_far", "candidate": "fast", "per_face": [30.5, 30.0, 28.0, 29.5]}
+  g = cv.paired_gap(run, base)
+  # differences +0.5, -1.0, 0.0, +0.5: mean 0, sample sd sqrt(1.5/3), se sd/2
+  assert g["faces"] == 4 and g["mean"] == pytest.approx(0.0) and g["worst"] == pytest.approx(-1.0)
+  assert g["se"] == pytest.approx((1.5 / 3) ** 0.5 / 2)
+  # no per-face results, or other faces: no gap
+  assert cv.paired_gap({"psnr": 30.0}, base) is None
+  assert cv.paired_gap(dict(run, per_face=[30.0, 31.0]), base) is None
+  lines = cv.gaps([base, run, {"kind": "s32_x4_near", "candidate": "fast", "per_face": [1.0]}])
+  assert lines == ["fast on s64_x4_far: +0.00 ± 0.35 dB (standard error, 4 faces; "
+                   "worst face -1.00)"]
+
+
+def test_results_of_other_face_counts_are_not_mixed():
+  runs = [{"kind": "s64_x4_far", "candidate": "official", "faces": 16}]
+  cv.check_faces(runs, 16, "c.json")  # same faces: fine
+  cv.check_faces([], 4, "c.json")
+  with pytest.raises(cv.app.UsageError, match=r"c.json: holds runs over 16 faces, not --faces=4"):
+    cv.check_faces(runs, 4, "c.json")
+
+
+def test_kept_results_say_their_faces():
+  import json
+  runs = json.load(open(cv.KEPT_RESULTS))["runs"]
+  assert runs and all(r["faces"] == cv.FLAGS["faces"].default for r in runs)

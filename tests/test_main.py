@@ -342,6 +342,11 @@ def test_recipes_set_the_optimisation_and_move_the_histogram_phases_with_the_ste
   own = parse_config("--config=configs/official.py", "--config.recipe=fast",
                      "--config.solver.steps=80")
   assert own.solver.steps == 80
+  # and the histogram phases follow the steps given: from step 100 of 200, masks every 25
+  longer = parse_config("--config=configs/official.py", "--config.recipe=fast",
+                        "--config.solver.steps=200")
+  assert (longer.solver.steps, longer.solver.lr) == (200, 0.03)
+  assert (longer.loss.histogram_start, longer.loss.mask_every) == (100, 25)
   with pytest.raises(ValueError, match="expected one of"):
     parse_config("--config=configs/x32.py", "--config.recipe=quick")
 

@@ -78,13 +78,16 @@ def apply_recipe(c: ml_collections.ConfigDict, keep=()) -> ml_collections.Config
   """Writes the settings of the recipe ``c.recipe`` into ``c`` (in place; returned).
 
   The lr schedule and the histogram phases start from the objective's (``c.objective``), the
-  phases scaled to the recipe's step count (multiples of its chunk). Fields whose dotted path
-  is in ``keep`` are left alone.
+  phases scaled to the run's step count (the recipe's, or ``c.solver.steps`` when
+  ``solver.steps`` is kept; multiples of the chunk). Fields whose dotted path is in ``keep``
+  are left alone.
   """
   if c.recipe not in RECIPES:
     raise ValueError(f"config.recipe={c.recipe!r}: expected one of {sorted(RECIPES)}")
   fields = dict({p: OBJECTIVES[c.objective][p] for p in _PHASES}, **RECIPES[c.recipe])
-  steps, chunk = fields["solver.steps"], fields["solver.chunk"]
+  # the phases follow the steps the run will take: the recipe's, or those kept (command line)
+  steps, chunk = (int(c.solver[f]) if f"solver.{f}" in keep else fields[f"solver.{f}"]
+                  for f in ("steps", "chunk"))
   for path in ("loss.histogram_start", "loss.mask_every"):
     scaled = fields[path] * steps / STANDARD_STEPS
     fields[path] = int(round(scaled / chunk)) * chunk if scaled else 0
