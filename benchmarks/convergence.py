@@ -178,7 +178,6 @@ def run_candidate(g, a, kind: str, name: str, data) -> dict:
   target = objective.make_target(lq, emb, w_ref, hist_size=spec.histogram_size)
   per_face = lambda w: [float(x) for x in np.asarray(image_metrics.psnr(  # noqa: E731
       jnp.asarray(quantise(sol.render(jnp.asarray(w)))), jnp.asarray(gt)))]
-  psnr = lambda w: float(np.mean(per_face(w)))  # noqa: E731
   t0 = time.perf_counter()
   n = len(gt)
   if float(config.solver.stop_tol) > 0:
@@ -189,8 +188,8 @@ def run_candidate(g, a, kind: str, name: str, data) -> dict:
             for i in range(n)]
     done = slots.run_all(sol, jobs, n, chunk=FLAGS.every, stop=rule)
     steps_taken = [f.steps for f in done]
-    w_end = np.stack([f.w for f in done])
-    curve = [(steps, psnr(w_end))]
+    faces = per_face(np.stack([f.w for f in done]))
+    curve = [(steps, float(np.mean(faces)))]
   else:
     state = sol.init(jnp.asarray(w_init), np.arange(n))
     target = sol.shard(target)
@@ -199,12 +198,13 @@ def run_candidate(g, a, kind: str, name: str, data) -> dict:
       k = min(FLAGS.every, steps - done_steps)
       state, _ = sol.run_chunk(state, target, k)
       done_steps += k
-      curve.append((done_steps, psnr(state.w)))
-    w_end = state.w
+      faces = per_face(state.w)
+      curve.append((done_steps, float(np.mean(faces))))
     steps_taken = [steps] * n
   return {"kind": kind, "candidate": name, "fields": {k: list(v) if isinstance(v, tuple) else v
                                                       for k, v in fields.items()},
-          "faces": n, "psnr": curve[-1][1], "per_face": per_face(w_end), "curve": curve, "mean_steps": float(np.mean(steps_taken)),
+          "faces": n, "psnr": curve[-1][1], "per_face": faces, "curve": curve,
+          "mean_steps": float(np.mean(steps_taken)),
           "image_steps": int(np.sum(steps_taken)), "seconds": time.perf_counter() - t0}
 
 

@@ -4,6 +4,7 @@
 (The PSNR runs themselves are the benchmark, not a test.)
 """
 
+import json
 import os
 
 import optax
@@ -90,6 +91,5 @@ def test_results_of_other_face_counts_are_not_mixed():
 
 
 def test_kept_results_say_their_faces():
-  import json
   runs = json.load(open(cv.KEPT_RESULTS))["runs"]
   assert runs and all(r["faces"] == cv.FLAGS["faces"].default for r in runs)
